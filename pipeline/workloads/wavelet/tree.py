@@ -1,0 +1,378 @@
+"""The m-ary wavelet tree that maps sorted rank -> original index (seed 002, "Wavelet Tree"
+to "Optimized 256-Way Tree").
+
+The mapped array `perm[i]` = original position of the i-th smallest key is a permutation
+of 0..n-1. The tree stores it as L = ceil(log_m n) levels of m-ary digits (seed 002,
+"The Build Function"): level 0 holds the top digit of every value in sorted-rank order;
+each later level is the previous one stably repartitioned into m buckets per node (one
+bucket per digit) and holds the next digit. Because the values are exactly 0..n-1, the
+node holding the values with prefix P starts at P * m^(L-l) on level l ("Every bucket has
+equal elements"), so node boundaries are arithmetic and never stored.
+
+`access(i)` walks down (seed 002, "The Access Function"): at level l read the digit c at
+position p, then jump to p' = node_start + c * m^(L-l-1) + rank_c(p) with rank_c counted
+inside the node. On the last level each node holds distinct digits, so p' = node_start + c
+is the value itself ("Return the left-to-right ordering") and needs no rank ("Rank matrix
+has 1 row less").
+
+Storage, all word-aligned in uint64 words (seed 002, "Optimize Further?": bit packing,
+data types, rank optimisation, word alignment):
+- digits: b = log2(m) bits per symbol (1, 2, 4 or 8), 64/b symbols per word, never straddling;
+- rank = "full": the slides' rank matrix R_l[p] = rank of the symbol at p within its node,
+  bit-packed with the fewest bits that hold the largest such rank, floor(64/w) per word;
+- rank = "sampled": per level, uint32 counts of every symbol before each superblock of
+  65536 positions and uint16 counts since the superblock before each block of
+  `sample_rate` positions; the rest is a popcount over the packed digits of the block
+  (the slides' "Can we store less for it?"; the exact sampled layout is not in the
+  extracted text, this is the classic two-tier one).
+Within-node rank from a global one: every node before the current one on level l is
+full and holds m^(L-l-1) copies of each digit, so rank_in_node = rank_global - start / m.
+
+Written by hand: no maintained Python library offers an m-ary wavelet tree with numba
+access (pysdsl / sdsl-lite are C++ and not callable from numba).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numba import types
+from numba.extending import intrinsic
+
+ARITIES = (2, 4, 16, 256)
+RANK_KINDS = ("full", "sampled")
+SUPERBLOCK = 1 << 16  # positions per superblock: block counts relative to it fit in uint16
+MAX_N = (1 << 32) - 1  # positions are stored as (at most) 32-bit numbers
+
+RANK_FULL = 0
+RANK_SAMPLED = 1
+
+
+@intrinsic
+def popcount64(typingctx, x):
+    """Population count of a uint64 as one `popcnt` instruction (llvm.ctpop)."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+def num_levels(n: int, arity: int) -> int:
+    """L = ceil(log_arity n), at least 1: the number of m-ary digits of n-1."""
+    levels, capacity = 1, arity
+    while capacity < n:
+        capacity *= arity
+        levels += 1
+    return levels
+
+
+# ----------------------------------------------------------------------------- build
+
+
+@numba.njit(cache=True)
+def _build_levels(perm, levels, bits, rank_kind, sample_log2, digit_words, digit_off,
+                  rank_words, rank_off, rank_width, block_counts, super_counts):
+    """One stable m-way partition per level (seed 002, "Repartition L0 into 4 children"),
+    filling the packed digits and the chosen rank structure as it goes."""
+    n = perm.shape[0]
+    m = 1 << bits
+    sym_per_word = 64 // bits
+    seq = perm.astype(np.int64)
+    nxt = np.empty(n, dtype=np.int64)
+    n_blocks = ((n - 1) >> sample_log2) + 1
+    n_super = ((n - 1) >> 16) + 1
+    running = np.zeros(m, dtype=np.int64)
+    super_base = np.zeros(m, dtype=np.int64)
+    for level in range(levels):
+        shift = bits * (levels - 1 - level)  # weight of this level's digit = child node size
+        base = digit_off[level]
+        for p in range(n):
+            c = (seq[p] >> shift) & (m - 1)
+            digit_words[base + p // sym_per_word] |= np.uint64(c) << np.uint64((p % sym_per_word) * bits)
+        if level == levels - 1:
+            break  # the last level needs neither a rank nor a next sequence
+        # stable partition into children; counter[child] = rank of c inside its node
+        n_children = ((n - 1) >> shift) + 1
+        counter = np.zeros(n_children, dtype=np.int64)
+        width = rank_width[level]
+        per_word = 64 // width if width > 0 else 1
+        rbase = rank_off[level]
+        running[:] = 0
+        blk_base = level * n_blocks * m
+        sup_base = level * n_super * m
+        for p in range(n):
+            v = seq[p]
+            child = v >> shift
+            r = counter[child]
+            counter[child] = r + 1
+            nxt[(child << shift) + r] = v
+            c = child & (m - 1)
+            if rank_kind == 0:
+                rank_words[rbase + p // per_word] |= np.uint64(r) << np.uint64((p % per_word) * width)
+            else:
+                if (p & (SUPERBLOCK - 1)) == 0:
+                    sb = p >> 16
+                    for s in range(m):
+                        super_counts[sup_base + sb * m + s] = running[s]
+                        super_base[s] = running[s]
+                if (p & ((1 << sample_log2) - 1)) == 0:
+                    blk = p >> sample_log2
+                    for s in range(m):
+                        block_counts[blk_base + blk * m + s] = running[s] - super_base[s]
+                running[c] += 1
+        seq, nxt = nxt, seq
+
+
+# ----------------------------------------------------------------------------- access
+
+
+@numba.njit(inline="always")
+def _symbols_per_word_log2(bits):
+    """log2(64 / bits) for bits in {1, 2, 4, 8}."""
+    if bits == 1:
+        return 6
+    if bits == 2:
+        return 5
+    if bits == 4:
+        return 4
+    return 3
+
+
+@numba.njit(inline="always")
+def _digit(digit_words, word_base, p, bits):
+    shift_words = _symbols_per_word_log2(bits)
+    w = digit_words[word_base + (p >> shift_words)]
+    return np.int64((w >> np.uint64((p & ((1 << shift_words) - 1)) * bits)) & np.uint64((1 << bits) - 1))
+
+
+@numba.njit(inline="always")
+def _zero_fields(y, bits):
+    """Low bit of each b-bit field of y set iff the field is non-zero."""
+    if bits == 1:
+        return y
+    t = y | (y >> np.uint64(1))
+    if bits == 2:
+        return t & np.uint64(0x5555555555555555)
+    t = t | (t >> np.uint64(2))
+    if bits == 4:
+        return t & np.uint64(0x1111111111111111)
+    t = t | (t >> np.uint64(4))
+    return t & np.uint64(0x0101010101010101)
+
+
+@numba.njit(inline="always")
+def _count_in_words(digit_words, first_word, count, c, bits):
+    """Occurrences of symbol c among the `count` packed symbols from `first_word` on."""
+    sym_per_word = 64 // bits
+    lows = np.uint64(0xFFFFFFFFFFFFFFFF) // np.uint64((1 << bits) - 1)
+    pattern = lows * np.uint64(c)
+    total = 0
+    w = first_word
+    remaining = count
+    while remaining >= sym_per_word:
+        t = _zero_fields(digit_words[w] ^ pattern, bits)
+        total += sym_per_word - np.int64(popcount64(t))
+        w += 1
+        remaining -= sym_per_word
+    if remaining > 0:
+        t = _zero_fields(digit_words[w] ^ pattern, bits)
+        mask = (np.uint64(1) << np.uint64(remaining * bits)) - np.uint64(1)
+        total += remaining - np.int64(popcount64(t & mask))
+    return total
+
+
+@numba.njit(inline="always")
+def access_one(i, levels, bits, rank_kind, sample_log2, digit_words, digit_off,
+               rank_words, rank_off, rank_width, block_counts, super_counts, n_blocks, n_super):
+    """Original index of the i-th smallest key (seed 002, "The Access Function")."""
+    m = 1 << bits
+    p = i
+    for level in range(levels):
+        node_shift = bits * (levels - level)  # log2 of this level's node size
+        node_start = (p >> node_shift) << node_shift
+        c = _digit(digit_words, digit_off[level], p, bits)
+        child_shift = node_shift - bits
+        if level == levels - 1:
+            return node_start + c
+        if rank_kind == 0:
+            width = rank_width[level]
+            per_word = 64 // width
+            w = rank_words[rank_off[level] + p // per_word]
+            r = np.int64((w >> np.uint64((p % per_word) * width)) & np.uint64((1 << width) - 1))
+        else:
+            blk = p >> sample_log2
+            r = (np.int64(super_counts[(level * n_super + (p >> 16)) * m + c])
+                 + np.int64(block_counts[(level * n_blocks + blk) * m + c]))
+            sym_shift = _symbols_per_word_log2(bits)
+            first_word = digit_off[level] + ((blk << sample_log2) >> sym_shift)
+            r += _count_in_words(digit_words, first_word, p - (blk << sample_log2), c, bits)
+            r -= node_start >> bits  # earlier full nodes hold start/m copies of c
+        p = node_start + (c << child_shift) + r
+    return p
+
+
+@numba.njit(cache=True)
+def _access_batch(positions, out, levels, bits, rank_kind, sample_log2, digit_words, digit_off,
+                  rank_words, rank_off, rank_width, block_counts, super_counts, n_blocks, n_super):
+    for k in range(positions.shape[0]):
+        out[k] = access_one(positions[k], levels, bits, rank_kind, sample_log2, digit_words,
+                            digit_off, rank_words, rank_off, rank_width, block_counts,
+                            super_counts, n_blocks, n_super)
+
+
+@numba.njit(cache=True)
+def _access_checksum(positions, repeats, levels, bits, rank_kind, sample_log2, digit_words,
+                     digit_off, rank_words, rank_off, rank_width, block_counts, super_counts,
+                     n_blocks, n_super):
+    """Timing loop: every access in one compiled loop; the checksum keeps it alive."""
+    total = 0
+    for _ in range(repeats):
+        for k in range(positions.shape[0]):
+            total += access_one(positions[k], levels, bits, rank_kind, sample_log2, digit_words,
+                                digit_off, rank_words, rank_off, rank_width, block_counts,
+                                super_counts, n_blocks, n_super)
+    return total
+
+
+# ----------------------------------------------------------------------------- the structure
+
+
+@dataclass(frozen=True)
+class WaveletMapping:
+    """The built tree. Build with `WaveletMapping.build(perm, arity, rank, sample_rate)`."""
+
+    n: int
+    arity: int
+    rank: str
+    sample_rate: int
+    levels: int
+    digit_words: np.ndarray  # uint64, all levels back to back
+    digit_off: np.ndarray  # int64 [levels + 1]: first word of each level
+    rank_words: np.ndarray  # uint64, packed full rank matrix (rank="full")
+    rank_off: np.ndarray  # int64 [levels]: first word of each level's rank row
+    rank_width: np.ndarray  # int64 [levels]: bits per rank entry (0 on the last level)
+    block_counts: np.ndarray  # uint16 [(levels-1) * n_blocks * m] (rank="sampled")
+    super_counts: np.ndarray  # uint32 [(levels-1) * n_super * m] (rank="sampled")
+
+    @property
+    def bits(self) -> int:
+        return self.arity.bit_length() - 1
+
+    @property
+    def n_blocks(self) -> int:
+        return (self.n - 1) // self.sample_rate + 1
+
+    @property
+    def n_super(self) -> int:
+        return (self.n - 1) // SUPERBLOCK + 1
+
+    @staticmethod
+    def build(perm: np.ndarray, arity: int = 4, rank: str = "full",
+              sample_rate: int = 512) -> WaveletMapping:
+        """perm[i] = original index of the i-th smallest key; must be a permutation of 0..n-1."""
+        if arity not in ARITIES:
+            raise ValueError(f"arity must be one of {ARITIES}, got {arity}")
+        if rank not in RANK_KINDS:
+            raise ValueError(f"rank must be one of {RANK_KINDS}, got {rank!r}")
+        if sample_rate < 64 or sample_rate > SUPERBLOCK or sample_rate & (sample_rate - 1):
+            raise ValueError(f"sample_rate must be a power of two in [64, {SUPERBLOCK}], got {sample_rate}")
+        perm = np.asarray(perm)
+        if perm.ndim != 1 or perm.size == 0:
+            raise ValueError(f"perm must be a non-empty 1-D array, got shape {perm.shape}")
+        if perm.size > MAX_N:
+            raise ValueError(f"perm has {perm.size} entries; at most {MAX_N} fit 32-bit positions")
+        if not np.issubdtype(perm.dtype, np.integer):
+            raise ValueError(f"perm must hold integers, got dtype {perm.dtype}")
+        n = int(perm.size)
+        perm = perm.astype(np.int64, copy=False)
+        if perm.min() < 0 or perm.max() >= n or np.bincount(perm, minlength=n).max() != 1:
+            raise ValueError("perm is not a permutation of 0..n-1")
+        bits = arity.bit_length() - 1
+        levels = num_levels(n, arity)
+        words_per_level = (n * bits + 63) // 64
+        digit_off = np.arange(levels + 1, dtype=np.int64) * words_per_level
+        digit_words = np.zeros(levels * words_per_level, dtype=np.uint64)
+        rank_width = np.zeros(levels, dtype=np.int64)
+        rank_off = np.zeros(levels + 1, dtype=np.int64)
+        sample_log2 = sample_rate.bit_length() - 1
+        n_blocks = (n - 1) // sample_rate + 1
+        n_super = (n - 1) // SUPERBLOCK + 1
+        if rank == "full":
+            for level in range(levels - 1):
+                largest = min(arity ** (levels - 1 - level), n) - 1  # child node size - 1
+                rank_width[level] = max(1, int(largest).bit_length())
+                per_word = 64 // int(rank_width[level])
+                rank_off[level + 1] = rank_off[level] + (n + per_word - 1) // per_word
+            rank_off[levels] = rank_off[levels - 1]
+            block_counts = np.zeros(0, dtype=np.uint16)
+            super_counts = np.zeros(0, dtype=np.uint32)
+        else:
+            block_counts = np.zeros((levels - 1) * n_blocks * arity, dtype=np.uint16)
+            super_counts = np.zeros((levels - 1) * n_super * arity, dtype=np.uint32)
+        rank_words = np.zeros(int(rank_off[levels]), dtype=np.uint64)
+        _build_levels(perm, levels, bits, RANK_FULL if rank == "full" else RANK_SAMPLED,
+                      sample_log2, digit_words, digit_off, rank_words, rank_off, rank_width,
+                      block_counts, super_counts)
+        return WaveletMapping(n, arity, rank, sample_rate, levels, digit_words, digit_off,
+                              rank_words, rank_off, rank_width, block_counts, super_counts)
+
+    # --- what the compiled kernels take (see `access_one`)
+    @property
+    def kernel_args(self) -> tuple:
+        return (self.levels, self.bits, RANK_FULL if self.rank == "full" else RANK_SAMPLED,
+                self.sample_rate.bit_length() - 1, self.digit_words, self.digit_off,
+                self.rank_words, self.rank_off, self.rank_width, self.block_counts,
+                self.super_counts, self.n_blocks, self.n_super)
+
+    def access(self, i: int) -> int:
+        """Original index of the i-th smallest key."""
+        if not 0 <= i < self.n:
+            raise ValueError(f"position {i} outside [0, {self.n})")
+        return int(self.access_batch(np.array([i], dtype=np.int64))[0])
+
+    def access_batch(self, positions: np.ndarray) -> np.ndarray:
+        """Compiled batched access: original indices of the given sorted positions."""
+        positions = np.ascontiguousarray(positions, dtype=np.int64)
+        if positions.size and (positions.min() < 0 or positions.max() >= self.n):
+            raise ValueError(f"positions must lie in [0, {self.n})")
+        out = np.empty(positions.size, dtype=np.int64)
+        _access_batch(positions, out, *self.kernel_args)
+        return out
+
+    # --- sizes (hand-countable: see tests/test_wavelet_tree.py)
+    def size_bits(self) -> dict[str, int]:
+        """Bits of each part; metadata (a few scalars and per-level offsets) not counted."""
+        digits = 64 * int(self.digit_words.size)
+        rank = 64 * int(self.rank_words.size) + 16 * int(self.block_counts.size) + 32 * int(self.super_counts.size)
+        return {"digits": digits, "rank": rank, "total": digits + rank}
+
+    def bits_per_element(self) -> float:
+        return self.size_bits()["total"] / self.n
+
+    # --- unpacked views, for tests and the docs
+    def level_digits(self, level: int) -> np.ndarray:
+        bits = self.bits
+        per_word = 64 // bits
+        words = self.digit_words[self.digit_off[level]:self.digit_off[level + 1]]
+        p = np.arange(self.n)
+        return ((words[p // per_word] >> ((p % per_word) * bits).astype(np.uint64)) & np.uint64(self.arity - 1)).astype(np.int64)
+
+    def rank_row(self, level: int) -> np.ndarray:
+        """The slides' rank matrix row R_l (rank of each symbol inside its node)."""
+        if self.rank != "full" or level >= self.levels - 1:
+            raise ValueError("rank rows exist only for rank='full' and levels below the last")
+        width = int(self.rank_width[level])
+        per_word = 64 // width
+        words = self.rank_words[self.rank_off[level]:self.rank_off[level + 1]]
+        p = np.arange(self.n)
+        return ((words[p // per_word] >> ((p % per_word) * width).astype(np.uint64)) & np.uint64((1 << width) - 1)).astype(np.int64)
+
+
+def entropy_bits_per_element(n: int) -> float:
+    """log2(n!) / n: the fewest bits per element any encoding of a random permutation needs."""
+    return math.lgamma(n + 1) / math.log(2) / n if n > 0 else 0.0

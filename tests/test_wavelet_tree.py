@@ -1,0 +1,94 @@
+"""The m-ary wavelet-tree mapping (seed 002): access inverts the permutation exactly, the
+levels and rank matrix match the slides' worked example, sizes match hand counts."""
+
+import numpy as np
+import pytest
+
+from pipeline.workloads.wavelet.tree import ARITIES, SUPERBLOCK, WaveletMapping, num_levels
+
+# seed 002, "Proposed Solution" / "The Build Function" / "The Rank Matrix"
+SLIDES_PERM = np.array([5, 12, 4, 0, 3, 11, 1, 9, 7, 10, 14, 8, 6, 13, 15, 2])
+SLIDES_L0 = [1, 3, 1, 0, 0, 2, 0, 2, 1, 2, 3, 2, 1, 3, 3, 0]
+SLIDES_L1 = [0, 3, 1, 2, 1, 0, 3, 2, 3, 1, 2, 0, 0, 2, 1, 3]
+SLIDES_R0 = [0, 0, 1, 0, 1, 0, 2, 1, 2, 2, 1, 3, 3, 2, 3, 3]
+
+
+def test_slides_example_levels_rank_and_access():
+    tree = WaveletMapping.build(SLIDES_PERM, arity=4, rank="full")
+    assert tree.levels == 2
+    assert tree.level_digits(0).tolist() == SLIDES_L0
+    assert tree.level_digits(1).tolist() == SLIDES_L1
+    assert tree.rank_row(0).tolist() == SLIDES_R0
+    assert tree.access(1) == 12  # "RTP: access(1) = 12"
+    assert tree.access_batch(np.arange(16)).tolist() == SLIDES_PERM.tolist()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 16, 17, 255, 257, 1000, 4097, 70_001])
+@pytest.mark.parametrize("arity", ARITIES)
+@pytest.mark.parametrize("rank,sample_rate", [("full", 512), ("sampled", 64), ("sampled", 256), ("sampled", 4096)])
+def test_access_inverts_permutation(n, arity, rank, sample_rate):
+    perm = np.random.default_rng(n * 7 + arity).permutation(n)
+    tree = WaveletMapping.build(perm, arity=arity, rank=rank, sample_rate=sample_rate)
+    assert tree.levels == num_levels(n, arity)
+    np.testing.assert_array_equal(tree.access_batch(np.arange(n)), perm)
+
+
+@pytest.mark.parametrize("arity", ARITIES)
+def test_access_spans_superblocks(arity):
+    n = 2 * SUPERBLOCK + 123  # block counts are relative to 65536-position superblocks
+    perm = np.random.default_rng(1).permutation(n)
+    tree = WaveletMapping.build(perm, arity=arity, rank="sampled", sample_rate=1024)
+    positions = np.random.default_rng(2).integers(0, n, 5000)
+    np.testing.assert_array_equal(tree.access_batch(positions), perm[positions])
+
+
+def test_identity_and_reverse_permutations():
+    for perm in (np.arange(1000), np.arange(1000)[::-1].copy()):
+        for arity in ARITIES:
+            tree = WaveletMapping.build(perm, arity=arity, rank="sampled", sample_rate=64)
+            np.testing.assert_array_equal(tree.access_batch(np.arange(1000)), perm)
+
+
+def test_sizes_match_hand_counts():
+    # n=16, m=4, full: 2 levels x 16 digits x 2 bits = 32 bits -> one word each (128 bits);
+    # rank row 0 holds ranks < 4 -> 2 bits, 32 per word -> one word (64 bits); no row 1.
+    tree = WaveletMapping.build(SLIDES_PERM, arity=4, rank="full")
+    assert tree.size_bits() == {"digits": 128, "rank": 64, "total": 192}
+    assert tree.bits_per_element() == 12.0
+    # n=1000, m=16, full: 3 levels (16^3 = 4096 >= 1000); 4 bits -> 16 per word -> 63 words/level.
+    # rank rows: level 0 ranks < 256 -> 8 bits, 8 per word -> 125 words; level 1 < 16 -> 4 bits, 16 per word -> 63 words.
+    perm = np.random.default_rng(0).permutation(1000)
+    tree = WaveletMapping.build(perm, arity=16, rank="full")
+    assert tree.size_bits() == {"digits": 3 * 63 * 64, "rank": (125 + 63) * 64, "total": (3 * 63 + 125 + 63) * 64}
+    # same, sampled every 256: 2 ranked levels x (ceil(1000/256)=4 blocks x 16 x 16 bits + 1 superblock x 16 x 32 bits)
+    tree = WaveletMapping.build(perm, arity=16, rank="sampled", sample_rate=256)
+    assert tree.size_bits()["rank"] == 2 * (4 * 16 * 16 + 1 * 16 * 32)
+    # m=2 over 1000 values: 10 levels of 1 bit -> 16 words each
+    tree = WaveletMapping.build(perm, arity=2, rank="sampled", sample_rate=512)
+    assert tree.size_bits()["digits"] == 10 * 16 * 64
+    assert tree.size_bits()["rank"] == 9 * (2 * 2 * 16 + 1 * 2 * 32)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"perm": np.array([0, 0, 1])}, "permutation"),
+        ({"perm": np.array([0, 3, 1])}, "permutation"),
+        ({"perm": np.array([], dtype=np.int64)}, "non-empty"),
+        ({"perm": np.array([0.0, 1.0])}, "integers"),
+        ({"perm": np.arange(4), "arity": 8}, "arity"),
+        ({"perm": np.arange(4), "rank": "dense"}, "rank"),
+        ({"perm": np.arange(4), "rank": "sampled", "sample_rate": 100}, "sample_rate"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        WaveletMapping.build(**kwargs)
+
+
+def test_access_out_of_range():
+    tree = WaveletMapping.build(np.arange(10), arity=4)
+    with pytest.raises(ValueError, match="outside"):
+        tree.access(10)
+    with pytest.raises(ValueError, match="positions"):
+        tree.access_batch(np.array([-1]))
