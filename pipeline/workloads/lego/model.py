@@ -1,0 +1,343 @@
+"""The Lego sketch network (seed 003 §3.1): normalised multi-hash embedding, hash
+addressing, scalable memory of bricks with counting buckets, memory scanning (Deep Sets)
+and ensemble decoding.
+
+Memory is a dense tensor `(brick_count, depth, slots)`; an item is routed to one brick by
+a hash and writes `count * embedding[d]` into slot `address[d]` of each row `d` (the
+sparse address vector of §3.1 is never materialised: writes are one `index_add_` and reads
+one gather over flat indices, so memory grows with the bricks, not items x slots).
+
+Hashes are written here (a murmur3 finaliser over int64 torch tensors) because they must be
+vectorised, deterministic across processes and stored with the brick; no library offers
+that for torch tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+_MASK32 = 0xFFFFFFFF
+CHECKPOINT_FORMAT = "lego-brick-v1"
+
+
+def hash_items(items: torch.Tensor, mult: torch.Tensor, add: torch.Tensor, table: int) -> torch.Tensor:
+    """`len(mult)` independent hashes of int64 `items` into `[0, table)`: shape (n, k).
+
+    (a*x + b) mod 2^32 followed by the murmur3 32-bit finaliser; int64 products wrap, but
+    only their low 32 bits are kept, which wrapping does not change."""
+    x = items.to(torch.int64)
+    x = (x ^ (x >> 32)) & _MASK32  # fold 64-bit ids into 32 bits
+    h = (x[:, None] * mult[None, :] + add[None, :]) & _MASK32
+    h = h ^ (h >> 16)
+    h = (h * 0x85EBCA6B) & _MASK32
+    h = h ^ (h >> 13)
+    h = (h * 0xC2B2AE35) & _MASK32
+    h = h ^ (h >> 16)
+    return h % table
+
+
+def _hash_constants(seed: int, role: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng([seed, role])
+    mult = rng.integers(1 << 20, 1 << 32, size=count, dtype=np.int64) | 1  # odd multipliers
+    add = rng.integers(0, 1 << 32, size=count, dtype=np.int64)
+    return torch.from_numpy(mult), torch.from_numpy(add)
+
+
+@dataclass(frozen=True)
+class BrickGeometry:
+    """What makes two bricks interchangeable: a checkpoint only loads into the same one."""
+
+    depth: int = 5  # hash rows per brick = embedding size (the authors tie them: 5)
+    slots: int = 5120  # slots per row (authors: 5120, so a brick is 5 x 5120 x 4 B = 100 KB)
+    basis_size: int = 80  # length of the learnable vector (authors: 16 x depth)
+    hash_seed: int = 0  # seeds every hash (embedding, address, brick routing)
+    embedding: str = "hash"  # "hash" (Lego) or "mlp" (meta-sketch-like MLP embedding)
+
+    @property
+    def brick_bytes(self) -> int:
+        return self.depth * self.slots * 4  # float32 counters
+
+    def validate(self) -> None:
+        if self.depth < 1 or self.slots < 10 or self.basis_size < 1:
+            raise ValueError(f"brick geometry needs depth >= 1, slots >= 10, basis_size >= 1: {self}")
+        if self.embedding not in ("hash", "mlp"):
+            raise ValueError(f"embedding must be 'hash' or 'mlp', got {self.embedding!r}")
+
+
+@dataclass(frozen=True)
+class Ablations:
+    """Switches of seed 003 §5.5 (all True = the full Lego sketch)."""
+
+    learnable_vector: bool = True  # False: the hashed vector is fixed (random, not trained)
+    normalize: bool = True  # False: embedding values are used as read, without normalisation
+    scanning: bool = True  # False: no memory scanning; decoder sees no stream features
+
+
+def _mlp(sizes: list[int], last_activation: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2 or last_activation:
+            layers.append(nn.LeakyReLU(0.01))
+    return nn.Sequential(*layers)
+
+
+class MemoryScanner(nn.Module):
+    """seed 003 §3.1, memory scanning: a Deep Sets network over a fraction (1/10) of each
+    brick's slots regresses the brick's skew and distinct-item count and emits further
+    (implicit) stream features.
+
+    Deviation, configurable by nothing but documented: the authors feed raw memory values;
+    we divide them by the brick's mean load (bucket / slots) and take log1p, and append the
+    log mean load to the pooled set, so that a short CPU training sees inputs of order one
+    whatever the stream length."""
+
+    def __init__(self, features: int = 4, scan_fraction: float = 0.1) -> None:
+        super().__init__()
+        self.scan_fraction = scan_fraction
+        self.element = _mlp([1, 8, 16, 32], last_activation=True)
+        self.features = _mlp([33, 16, 8, features])
+        self.skew_head = _mlp([33, 16, 8, 1])
+        self.items_head = _mlp([33, 16, 8, 1])
+
+    def forward(self, memory: torch.Tensor, bucket: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        slots = memory.shape[-1]
+        scanned = max(1, int(slots * self.scan_fraction))
+        load = (bucket / slots).clamp_min(1e-6)  # mean counter value (embeddings have mean 1)
+        x = torch.log1p((memory[:, :, :scanned].detach() / load[:, None, None]).clamp_min(0.0))
+        pooled = self.element(x.unsqueeze(-1)).mean(dim=(1, 2))  # permutation-invariant pooling
+        pooled = torch.cat([pooled, torch.log1p(load)[:, None]], dim=-1)
+        return self.features(pooled), self.skew_head(pooled).squeeze(-1), self.items_head(pooled).squeeze(-1)
+
+
+class EnsembleDecoder(nn.Module):
+    """seed 003 §3.1, ensemble decoding (neural part): a Deep Sets encoder over the item's
+    (read value, embedding value) pairs, then an MLP with the rule-based estimate, the
+    bucket and the stream features, giving the neural estimate.
+
+    The output is a fraction of the rule-based estimate, `rule * sigmoid(z)`: the authors
+    clamp the neural estimate to at most the rule-based one at query time (their
+    Cluster.dec_query); building the clamp in keeps training stable."""
+
+    def __init__(self, stream_features: int = 6) -> None:
+        super().__init__()
+        self.element = _mlp([3, 8, 16, 16], last_activation=True)
+        self.body = _mlp([16 + 2 + stream_features, 32, 16], last_activation=True)
+        self.head = _mlp([16 + 2 + stream_features, 8, 4, 1])
+        self.bias = 3.0  # sigmoid(3) ~ 0.95: start close to the rule-based estimate
+
+    def forward(self, read: torch.Tensor, embedding: torch.Tensor, rule: torch.Tensor,
+                bucket: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
+        ratio = (read / embedding).clamp_min(0.0)
+        elements = torch.stack([torch.log1p(read.clamp_min(0.0)), embedding, torch.log1p(ratio)], dim=-1)
+        pooled = self.element(elements).mean(dim=1)
+        context = torch.cat([torch.log1p(rule)[:, None], torch.log1p(bucket)[:, None], stream], dim=-1)
+        hidden = self.body(torch.cat([pooled, context], dim=-1))
+        z = self.head(torch.cat([hidden, context], dim=-1)).squeeze(-1)
+        return rule * torch.sigmoid(z + self.bias)
+
+
+@dataclass
+class BrickMemory:
+    """The state of a Lego sketch over a stream: bricks and their counting buckets."""
+
+    memory: torch.Tensor  # (brick_count, depth, slots) float32
+    bucket: torch.Tensor  # (brick_count,) sub-stream lengths (the counting buckets)
+
+    @property
+    def brick_count(self) -> int:
+        return self.memory.shape[0]
+
+
+class LegoSketch(nn.Module):
+    """One trained brick's networks; memories of any brick count are created by
+    `new_memory` (seed 003 §3.1, scalable memory) and share these weights."""
+
+    def __init__(self, geometry: BrickGeometry = BrickGeometry(), ablations: Ablations = Ablations(),
+                 value_range: tuple[float, float] = (0.001, 1.0), item_scale: float = 10000.0) -> None:
+        super().__init__()
+        geometry.validate()
+        self.geometry = geometry
+        self.ablations = ablations
+        self.value_range = value_range  # Appendix C: learnable values are clamped to a range
+        self.item_scale = item_scale  # distinct-item regression target is n / item_scale
+        low, high = value_range
+        generator = torch.Generator().manual_seed(geometry.hash_seed)
+        basis = (low + high) / 2 + torch.randn(geometry.basis_size, generator=generator) / 5
+        # The authors start near the middle of the range with N(0, 1/5) noise, then clamp.
+        self.basis = nn.Parameter(basis.clamp(low, high), requires_grad=ablations.learnable_vector)
+        if geometry.embedding == "mlp":  # meta-sketch-like: an MLP over the id's bits
+            self.embed_mlp = _mlp([32, 32, 32, geometry.depth])
+        for role, name, count in ((1, "embed", geometry.depth), (2, "address", geometry.depth), (3, "brick", 1)):
+            mult, add = _hash_constants(geometry.hash_seed, role, count)
+            self.register_buffer(f"{name}_mult", mult, persistent=True)
+            self.register_buffer(f"{name}_add", add, persistent=True)
+        stream_features = 4 + 2 if ablations.scanning else 0
+        self.scanner = MemoryScanner(features=4) if ablations.scanning else None
+        self.decoder = EnsembleDecoder(stream_features=stream_features)
+
+    # -- seed 003 §3.1: embedding, addressing, routing ------------------------------------
+    def embed(self, items: torch.Tensor) -> torch.Tensor:
+        """Normalised multi-hash embedding: (n,) items -> (n, depth) positive values with
+        mean 1 per item (the authors divide by the detached sum and multiply by depth)."""
+        if self.geometry.embedding == "mlp":
+            bits = hash_items(items, self.embed_mult[:1], self.embed_add[:1], 1 << 32)
+            shifts = torch.arange(32, device=items.device)
+            x = ((bits >> shifts) & 1).to(torch.float32) * 2 - 1
+            values = torch.nn.functional.softplus(self.embed_mlp(x)) + self.value_range[0]
+        else:
+            index = hash_items(items, self.embed_mult, self.embed_add, self.geometry.basis_size)
+            values = self.basis[index]
+        if self.ablations.normalize:
+            values = values / values.sum(dim=1, keepdim=True).detach() * self.geometry.depth
+        return values
+
+    def address(self, items: torch.Tensor) -> torch.Tensor:
+        """Hash addressing: the slot of each row, (n, depth) in [0, slots)."""
+        return hash_items(items, self.address_mult, self.address_add, self.geometry.slots)
+
+    def route(self, items: torch.Tensor, brick_count: int) -> torch.Tensor:
+        """Scalable memory: the brick of each item, (n,) in [0, brick_count)."""
+        if brick_count == 1:
+            return torch.zeros(items.shape[0], dtype=torch.int64, device=items.device)
+        return hash_items(items, self.brick_mult, self.brick_add, brick_count)[:, 0]
+
+    def clamp_basis(self) -> None:
+        """Keep learnable values in `value_range` after each optimiser step (Appendix C)."""
+        with torch.no_grad():
+            self.basis.clamp_(*self.value_range)
+
+    # -- Store / Query ---------------------------------------------------------------------
+    def new_memory(self, brick_count: int, device: str | torch.device | None = None) -> BrickMemory:
+        if brick_count < 1:
+            raise ValueError(f"brick_count must be >= 1, got {brick_count}")
+        device = device if device is not None else self.basis.device
+        g = self.geometry
+        return BrickMemory(torch.zeros(brick_count, g.depth, g.slots, device=device),
+                           torch.zeros(brick_count, device=device))
+
+    def _flat_index(self, items: torch.Tensor, bricks: torch.Tensor) -> torch.Tensor:
+        g = self.geometry
+        rows = torch.arange(g.depth, device=items.device)
+        return (bricks[:, None] * g.depth + rows[None, :]) * g.slots + self.address(items)
+
+    def store(self, state: BrickMemory, items: torch.Tensor, counts: torch.Tensor | None = None,
+              bricks: torch.Tensor | None = None, grad: bool = False) -> BrickMemory:
+        """Store: add `count * embedding` at each item's addresses in its brick, and the
+        count to the brick's bucket. `bricks` overrides routing (training: one task per
+        brick). With `grad`, the write stays in the autograd graph (the authors' write is
+        not: they add to `.data`), and a new memory tensor is returned instead of in-place."""
+        if bricks is None:
+            bricks = self.route(items, state.brick_count)
+        if counts is None:
+            counts = torch.ones(items.shape[0], device=state.memory.device)
+        counts = counts.to(state.memory.dtype)
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            values = (self.embed(items) * counts[:, None]).reshape(-1)
+            flat = self._flat_index(items, bricks).reshape(-1)
+            if grad:
+                memory = state.memory.reshape(-1).index_add(0, flat, values).view_as(state.memory)
+            else:
+                memory = state.memory
+                memory.view(-1).index_add_(0, flat, values.detach())
+        bucket = state.bucket.index_add(0, bricks, counts)
+        return BrickMemory(memory, bucket)
+
+    def read(self, state: BrickMemory, items: torch.Tensor, bricks: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Read: (bricks, read values (n, depth), embeddings (n, depth), rule-based
+        estimate (n,)). The rule-based estimate is min_d read[d] / embedding[d] (the
+        authors' cm_readhead): exact when no other item shares any of the slots."""
+        if bricks is None:
+            bricks = self.route(items, state.brick_count)
+        embedding = self.embed(items)
+        read = state.memory.reshape(-1)[self._flat_index(items, bricks)]
+        rule = (read / embedding).min(dim=1).values
+        return bricks, read, embedding, rule
+
+    def scan(self, state: BrickMemory) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Memory scanning of every brick: (stream features (B, F), skew (B,), items (B,))
+        with items in units of `item_scale`."""
+        if self.scanner is None:
+            zeros = torch.zeros(state.brick_count, device=state.memory.device)
+            return torch.zeros(state.brick_count, 0, device=state.memory.device), zeros, zeros
+        return self.scanner(state.memory, state.bucket)
+
+    def decode(self, state: BrickMemory, items: torch.Tensor, bricks: torch.Tensor | None = None
+               ) -> dict[str, torch.Tensor]:
+        """Neural and rule-based estimates of `items`, with the scanned brick features."""
+        bricks, read, embedding, rule = self.read(state, items, bricks)
+        features, skew, distinct = self.scan(state)
+        if self.scanner is not None:
+            stream = torch.cat([features, skew[:, None], distinct[:, None]], dim=-1)[bricks]
+        else:
+            stream = features[bricks]
+        neural = self.decoder(read, embedding, rule, state.bucket[bricks], stream)
+        return {"neural": neural, "rule": rule, "bricks": bricks, "skew": skew, "items": distinct}
+
+    @torch.no_grad()
+    def query(self, state: BrickMemory, items: torch.Tensor, mode: str = "auto",
+              item_threshold: float = 10000.0, skew_threshold: float = 1.0, chunk: int = 1 << 18) -> torch.Tensor:
+        """Query (seed 003 Algorithm 2, as in the authors' code): per brick, the neural
+        estimate where the scanned distinct-item count exceeds `item_threshold` and the
+        scanned skew is below `skew_threshold`, the rule-based one elsewhere. `mode`
+        "neural" or "rule" forces one of them (no scanning: "auto" means "neural")."""
+        if mode not in ("auto", "neural", "rule"):
+            raise ValueError(f"query mode must be auto, neural or rule, got {mode!r}")
+        features, skew, distinct = self.scan(state)
+        if mode == "auto" and self.scanner is not None:
+            use_neural = (distinct * self.item_scale > item_threshold) & (skew < skew_threshold)
+        else:
+            use_neural = torch.full((state.brick_count,), mode != "rule", device=state.memory.device)
+        stream = (torch.cat([features, skew[:, None], distinct[:, None]], dim=-1)
+                  if self.scanner is not None else features)
+        out = []
+        for start in range(0, items.shape[0], chunk):  # bounded memory; one op per chunk
+            part = items[start:start + chunk]
+            bricks, read, embedding, rule = self.read(state, part)
+            if mode == "rule":
+                out.append(rule)
+                continue
+            neural = self.decoder(read, embedding, rule, state.bucket[bricks], stream[bricks])
+            out.append(torch.where(use_neural[bricks], torch.minimum(neural, rule), rule))
+        if not out:
+            return torch.zeros(0, device=state.memory.device)
+        return torch.cat(out)
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+def save_brick(model: LegoSketch, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """A trained brick as one file: its geometry, ablation switches and weights."""
+    path = Path(path)
+    torch.save({"format": CHECKPOINT_FORMAT, "geometry": asdict(model.geometry),
+                "ablations": asdict(model.ablations), "value_range": list(model.value_range),
+                "item_scale": model.item_scale,
+                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "extra": extra or {}}, path)
+    return path
+
+
+def load_brick(path: str | Path, expected: BrickGeometry | None = None, device: str = "cpu") -> LegoSketch:
+    """Load a brick saved by `save_brick`. ValueError if the file is missing or unreadable,
+    or (with `expected`) if it was trained with another geometry."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path}: no such file")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a corrupt file
+        raise ValueError(f"checkpoint {path}: unreadable ({type(exc).__name__})") from None
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {path}: not a Lego brick (format {CHECKPOINT_FORMAT} expected)")
+    geometry = BrickGeometry(**blob["geometry"])
+    if expected is not None and geometry != expected:
+        raise ValueError(f"checkpoint {path}: trained with geometry {geometry}, expected {expected}")
+    model = LegoSketch(geometry, Ablations(**blob["ablations"]), tuple(blob["value_range"]), blob["item_scale"])
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device)

@@ -1,0 +1,152 @@
+"""Meta-task training of one Lego brick (seed 003 §3.2).
+
+Each step draws a batch of synthetic Zipf meta-tasks, stores task t into brick t of a
+fresh memory, queries (a sample of) its items and descends the self-guided weighting loss
+plus the auxiliary reconstruction loss of the scanned skew and distinct-item count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.workloads.lego.model import LegoSketch
+from pipeline.workloads.lego.streams import sample_meta_tasks
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 300  # optimiser steps
+    tasks_per_step: int = 8  # meta-tasks per step (authors: 8)
+    distinct_range: tuple[int, int] = (1000, 50000)  # n per meta-task (authors: 1000..50000)
+    skew_range: tuple[float, float] = (0.5, 1.0)  # alpha per meta-task (authors' training range)
+    scale_range: tuple[float, float] = (0.5, 10.0)  # stream-length multiplier (authors: 0.5..10)
+    query_per_task: int = 2048  # queried items per task for the loss; 0 = all (authors: all)
+    lr: float = 1e-3  # decoder/scanner learning rate (authors: 10 x 1e-4)
+    embedding_lr_ratio: float = 0.1  # the learnable vector's lr relative to `lr` (authors: 0.1)
+    final_lr_ratio: float = 0.1  # lr decays exponentially to this fraction at the end
+    self_guided: bool = True  # False: ablation, conventional learnable-weight loss
+    aux_weight: float = 0.1  # weight of the reconstruction loss (authors: 0.1)
+    grad_through_write: bool = False  # authors: the write is outside the graph
+    clip_norm: float = 10.0  # gradient clipping (authors: 10)
+    report_every: int = 25  # steps between reports
+    seed: int = 0
+
+
+def _uncertainty_weighted(weights: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+    """Learnable uncertainty weights (Kendall et al. 2018, in the authors' form):
+    sum_i 0.5 / w_i^2 * L_i + log(1 + w_i^2), over the last axis of `losses`."""
+    return (0.5 / weights.square() * losses).sum(-1) + torch.log1p(weights.square()).sum()
+
+
+class SelfGuidedLoss(nn.Module):
+    """seed 003 §3.2: each error metric (ARE, AAE, MSE) of the neural estimate on a
+    meta-task is divided by the same metric of the rule-based estimate on that task (the
+    guide), squared, and weighted by learnable uncertainty weights; the reconstruction
+    loss of skew and distinct items is added with weight `aux_weight`."""
+
+    def __init__(self, self_guided: bool = True, aux_weight: float = 0.1, epsilon: float = 1e-3) -> None:
+        super().__init__()
+        self.self_guided = self_guided
+        self.aux_weight = aux_weight
+        self.epsilon = epsilon
+        self.metric_weights = nn.Parameter(torch.ones(3))
+        self.aux_weights = nn.Parameter(torch.ones(2))
+
+    def forward(self, neural: torch.Tensor, rule: torch.Tensor, truth: torch.Tensor, tasks: torch.Tensor,
+                task_count: int, skew_pred: torch.Tensor | None = None, skew_true: torch.Tensor | None = None,
+                items_pred: torch.Tensor | None = None, items_true: torch.Tensor | None = None) -> torch.Tensor:
+        def per_task(values: torch.Tensor) -> torch.Tensor:
+            sums = torch.zeros(task_count, device=values.device).index_add(0, tasks, values)
+            sizes = torch.zeros(task_count, device=values.device).index_add(0, tasks, torch.ones_like(values))
+            return sums / sizes.clamp_min(1)
+
+        def metrics(estimate: torch.Tensor) -> torch.Tensor:
+            error = estimate - truth
+            return torch.stack([per_task(error.abs() / truth), per_task(error.abs()), per_task(error.square())], -1)
+
+        neural_metrics = metrics(neural)
+        if self.self_guided:
+            with torch.no_grad():
+                guide = metrics(rule)
+            main = _uncertainty_weighted(self.metric_weights, (neural_metrics / (guide + self.epsilon)).square()).mean()
+        else:  # conventional: batch-averaged metrics with learnable weights only
+            main = _uncertainty_weighted(self.metric_weights, neural_metrics.mean(0))
+        if skew_pred is None:
+            return main
+        aux = torch.stack([(skew_pred - skew_true).square().mean(), (items_pred - items_true).square().mean()])
+        return main + self.aux_weight * _uncertainty_weighted(self.aux_weights, aux)
+
+
+def _step_batch(model: LegoSketch, batch, device: str, grad_through_write: bool):
+    items = torch.from_numpy(batch.items).to(device)
+    counts = torch.from_numpy(batch.counts).to(device)
+    tasks = torch.from_numpy(batch.tasks).to(device)
+    query = torch.from_numpy(batch.query).to(device)
+    state = model.new_memory(len(batch.skew), device=device)
+    state = model.store(state, items, counts, bricks=tasks, grad=grad_through_write)
+    out = model.decode(state, items[query], tasks[query])
+    return out, counts[query], tasks[query]
+
+
+def train_brick(model: LegoSketch, config: TrainConfig, device: str = "cpu",
+                on_report: Callable[[dict[str, float], int], None] | None = None,
+                loss_fn: SelfGuidedLoss | None = None) -> list[float]:
+    """Train `model` in place; returns the mean loss of each report window. `on_report`
+    gets {"loss", "val_are_neural", "val_are_rule"} and the step."""
+    rng = np.random.default_rng([config.seed, 11])
+    torch.manual_seed(config.seed)
+    loss_fn = loss_fn or SelfGuidedLoss(config.self_guided, config.aux_weight)
+    loss_fn.to(device)
+    embed_params = [p for n, p in model.named_parameters() if (n.startswith("basis") or n.startswith("embed")) and p.requires_grad]
+    main_params = [p for n, p in model.named_parameters() if not (n.startswith("basis") or n.startswith("embed")) and p.requires_grad]
+    groups = [{"params": main_params + list(loss_fn.parameters()), "lr": config.lr}]
+    if embed_params:
+        groups.append({"params": embed_params, "lr": config.lr * config.embedding_lr_ratio})
+    optimizer = torch.optim.Adam(groups)
+    gamma = config.final_lr_ratio ** (1.0 / max(1, config.steps))
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
+    # a fixed validation batch: the same meta-tasks at every report
+    val_batch = sample_meta_tasks(np.random.default_rng([config.seed, 12]), config.tasks_per_step,
+                                  config.distinct_range, config.skew_range, (1.0, 1.0), config.query_per_task)
+    history, window = [], []
+    model.train()
+    for step in range(1, config.steps + 1):
+        batch = sample_meta_tasks(rng, config.tasks_per_step, config.distinct_range, config.skew_range,
+                                  config.scale_range, config.query_per_task)
+        out, truth, tasks = _step_batch(model, batch, device, config.grad_through_write)
+        kwargs = {}
+        if model.scanner is not None:
+            kwargs = dict(skew_pred=out["skew"], skew_true=torch.from_numpy(batch.skew).to(device),
+                          items_pred=out["items"],
+                          items_true=torch.from_numpy(batch.distinct).to(device) / model.item_scale)
+        loss = loss_fn(out["neural"], out["rule"], truth, tasks, len(batch.skew), **kwargs)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+        optimizer.step()
+        scheduler.step()
+        model.clamp_basis()
+        window.append(float(loss.detach()))
+        if step % config.report_every == 0 or step == config.steps:
+            mean_loss = float(np.mean(window))
+            if not math.isfinite(mean_loss):
+                raise FloatingPointError(f"training loss is not finite at step {step}")
+            history.append(mean_loss)
+            window = []
+            if on_report is not None:
+                with torch.no_grad():
+                    model.eval()
+                    val_out, val_truth, _ = _step_batch(model, val_batch, device, False)
+                    model.train()
+                metrics = {"loss": mean_loss,
+                           "val_are_neural": float(((val_out["neural"] - val_truth).abs() / val_truth).mean()),
+                           "val_are_rule": float(((val_out["rule"] - val_truth).abs() / val_truth).mean())}
+                on_report(metrics, step)
+    model.eval()
+    return history
