@@ -1,0 +1,286 @@
+"""Runs a resolved task: Ray, the Optuna search, the MLflow runs, the Pareto front.
+
+`execute(resolved)` starts (or joins) Ray, opens the MLflow parent run, runs Ray Tune
+with Optuna over the trial function of `pipeline.trial`, then computes the front over
+the trials that ran their full budget, logs it to the parent run and returns the
+summary. `execute(..., resume=True)` restores the newest unfinished run of the same
+task (Tune's experiment state plus the Optuna study in RDB storage) and the same
+MLflow parent run, so no trial is lost or repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from pipeline import paths
+from pipeline.config import ResolvedTask
+from pipeline.pareto import default_reference, hypervolume, non_dominated
+from pipeline.workloads import get as get_workload
+
+STATE_FILE = "pipeline_state.json"
+
+
+def init_ray(printer: Callable[[str], None] = print) -> None:
+    """Join the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a
+    local Ray sized to this machine with a capped object store."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Tune checks every result for every objective; trial functions report progress
+    # rows without them (and rejected points NaN), so the check is done by the schema.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    env_vars = {"PIPELINE_HOME": str(paths.project_root()), "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1"}
+    if os.environ.get("RAY_ADDRESS"):
+        printer(f"joining Ray cluster at {os.environ['RAY_ADDRESS']}")
+        ray.init(runtime_env={"env_vars": env_vars} if "RAY_JOB_ID" not in os.environ else None,
+                 log_to_driver=True)
+        return
+    store_mb = int(os.environ.get("PIPELINE_OBJECT_STORE_MB", "512"))
+    ray.init(num_cpus=os.cpu_count(), object_store_memory=store_mb * 1024 * 1024, include_dashboard=False,
+             runtime_env={"env_vars": env_vars}, log_to_driver=True, configure_logging=True,
+             logging_level="WARNING")
+
+
+def _experiment_dirs(storage: Path, task_name: str) -> list[Path]:
+    if not storage.is_dir():
+        return []
+    return sorted((p for p in storage.glob(f"{task_name}-*") if (p / STATE_FILE).exists()),
+                  key=lambda p: p.stat().st_mtime)
+
+
+def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[str], None] = print,
+            tracking_uri: str | None = None) -> dict[str, Any]:
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from pipeline import tracking
+    from pipeline.space import grid_size, make_sampler, to_optuna
+    from pipeline.trial import run_trial, trial_payload
+
+    task = resolved.task
+    workload = get_workload(task.workload)
+    tracking_uri = tracking_uri or task.mlflow.tracking_uri or paths.default_tracking_uri()
+    client = tracking.connect(tracking_uri)  # StoreUnreachable before any compute
+    safe = tracking.SafeClient(client)
+    experiment_id = tracking.ensure_experiment(client, resolved.experiment, tracking_uri)
+    storage = paths.results_dir(tracking_uri)
+    storage.mkdir(parents=True, exist_ok=True)
+
+    if resume:
+        candidates = [p for p in _experiment_dirs(storage, resolved.name)
+                      if not json.loads((p / STATE_FILE).read_text()).get("complete")]
+        if not candidates:
+            raise FileNotFoundError(f"--resume: no unfinished run of {resolved.name} under {storage}")
+        exp_dir = candidates[-1]
+        state = json.loads((exp_dir / STATE_FILE).read_text())
+        parent_run_id = state["parent_run_id"]
+        printer(f"resuming {exp_dir.name} (MLflow parent run {parent_run_id})")
+        safe.call("reopen parent run", lambda: client.update_run(parent_run_id, status="RUNNING"))
+    else:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+        exp_dir = storage / f"{resolved.name}-{stamp}"
+        parent = client.create_run(experiment_id, run_name=f"{resolved.name}-{resolved.profile}-{stamp}", tags={
+            "pipeline.task": str(resolved.path), "pipeline.profile": resolved.profile,
+            "pipeline.workload": task.workload, "pipeline.git_commit": tracking.git_commit(),
+            "pipeline.role": "parent", "mlflow.note.content": task.description or task.workload,
+        })
+        parent_run_id = parent.info.run_id
+        _log_parent_inputs(client, parent_run_id, resolved, tracking)
+        state = {"parent_run_id": parent_run_id, "experiment_id": experiment_id, "study": exp_dir.name,
+                 "task": str(resolved.path), "profile": resolved.profile, "complete": False}
+        exp_dir.mkdir(parents=True)
+        (exp_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    objectives = [o.model_dump() for o in task.objectives]
+    num_samples = task.search.num_samples or (grid_size(resolved.space) if task.search.sampler == "grid" else 8)
+    callback = tracking.MLflowTrials(safe, experiment_id, parent_run_id, workload.metrics, printer, num_samples)
+
+    init_ray(printer)
+    payload = trial_payload(resolved, str(storage / "train"))
+    trainable = tune.with_parameters(run_trial, payload=payload)
+    resources = {"cpu": task.scaling.trial_cpus}
+    if task.scaling.use_gpu and task.scaling.num_workers == 0:
+        resources["gpu"] = 1
+    trainable = tune.with_resources(trainable, resources)
+    run_config = tune.RunConfig(
+        name=exp_dir.name, storage_path=str(storage), callbacks=[callback], verbose=0,
+        failure_config=tune.FailureConfig(max_failures=task.failure.max_retries),
+    )
+    started = time.time()
+    if resume:
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
+                                   restart_errored=False)
+        # callbacks are not part of the saved state: hand ours back in
+        tuner._local_tuner._run_config.callbacks = [callback]
+    else:
+        from optuna.storages import RDBStorage
+
+        storage_url = paths.optuna_storage_url(tracking_uri)
+        searcher = OptunaSearch(
+            space=to_optuna(resolved.space, str(resolved.path)),
+            metric=[o["metric"] for o in objectives], mode=[o["mode"] for o in objectives],
+            sampler=make_sampler(task.search.sampler, resolved.space, task.search.seed),
+            study_name=exp_dir.name, storage=RDBStorage(storage_url),
+        )
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=task.search.max_concurrent)
+        scheduler = None
+        if task.search.scheduler is not None:
+            s = task.search.scheduler
+            scheduler = ASHAScheduler(metric=s.metric, mode=s.mode, max_t=s.max_t, grace_period=s.grace_period,
+                                      reduction_factor=s.reduction_factor)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples),
+            run_config=run_config,
+        )
+        if not resolved.space.parameters:
+            raise ValueError(f"{resolved.path}: search_space: no parameters to search")
+    printer(f"{resolved.name} [{resolved.profile}]: {num_samples} trials of {task.workload}, "
+            f"sampler {task.search.sampler}, MLflow {tracking_uri}, experiment {resolved.experiment}")
+    results = tuner.fit()
+    wall = time.time() - started
+
+    frame = _results_frame(results, objectives)
+    summary = _log_front(safe, client, parent_run_id, resolved, frame, objectives, workload, callback)
+    summary.update({
+        "tracking_uri": tracking_uri, "experiment": resolved.experiment, "experiment_id": experiment_id,
+        "parent_run_id": parent_run_id, "ray_results": str(exp_dir), "wall_s": wall,
+        "optuna_storage": paths.optuna_storage_url(tracking_uri), "optuna_study": exp_dir.name,
+    })
+    not_logged = safe.flush()
+    summary["not_logged"] = not_logged
+    tracking.end_run(safe, parent_run_id, "FINISHED")
+    not_logged += safe.flush()
+    summary["not_logged"] = not_logged
+    state["complete"] = True
+    (exp_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+    return summary
+
+
+def _log_parent_inputs(client, run_id: str, resolved: ResolvedTask, tracking) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="task-"))
+    (folder / "task.yaml").write_text(yaml.safe_dump(resolved.raw, sort_keys=False))
+    (folder / "search_space.yaml").write_text(yaml.safe_dump(resolved.space.model_dump(), sort_keys=False))
+    (folder / "versions.json").write_text(json.dumps(tracking.package_versions(), indent=2))
+    client.log_artifacts(run_id, str(folder), "task")
+    versions = tracking.package_versions()
+    client.log_batch(run_id, params=[
+        tracking.Param("task", str(resolved.path)), tracking.Param("profile", resolved.profile),
+        tracking.Param("workload", resolved.task.workload), tracking.Param("sampler", resolved.task.search.sampler),
+        *[tracking.Param(f"version.{k}", v) for k, v in versions.items()],
+    ])
+
+
+def _results_frame(results, objectives: list[dict]) -> pd.DataFrame:
+    rows = []
+    for result in results:
+        metrics = dict(result.metrics or {})
+        config = dict(result.config or {})
+        row = {"trial_id": metrics.get("trial_id"), "status": "FAILED" if result.error else "DONE"}
+        row.update({f"config/{k}": v for k, v in config.items()})
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                row[key] = value
+        row["reject_reason"] = metrics.get("reject_reason")
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for column in ("final", "rejected"):
+        if column not in frame:
+            frame[column] = 0.0
+    for o in objectives:
+        if o["metric"] not in frame:
+            frame[o["metric"]] = np.nan
+    return frame
+
+
+def _log_front(safe, client, parent_run_id: str, resolved: ResolvedTask, frame: pd.DataFrame,
+               objectives: list[dict], workload, callback) -> dict[str, Any]:
+    from pipeline import tracking
+    from pipeline.plots import interactive_front, static_front
+
+    metrics = [o["metric"] for o in objectives]
+    modes = [o["mode"] for o in objectives]
+    # only trials that ran their full budget (a scheduler may have stopped others) and
+    # reported finite objectives can be on the front
+    complete = frame[(frame["final"] == 1) & (frame["rejected"] != 1) & (frame["status"] == "DONE")].copy()
+    complete = complete[np.isfinite(complete[metrics].to_numpy(dtype=float)).all(axis=1)]
+    complete["pareto"] = non_dominated(complete[metrics].to_numpy(dtype=float), modes) if len(complete) else []
+    front = complete[complete["pareto"]].sort_values(metrics)
+    reference = None
+    volume = None
+    if len(complete):
+        if resolved.task.reference_point:
+            reference = np.array([resolved.task.reference_point[m] for m in metrics], dtype=float)
+        else:
+            reference = default_reference(complete[metrics].to_numpy(dtype=float), modes)
+        volume = hypervolume(front[metrics].to_numpy(dtype=float), modes, reference)
+
+    baselines = None
+    if workload.baselines is not None:
+        try:
+            baselines = pd.DataFrame(workload.baselines(resolved.params))
+        except Exception as err:  # noqa: BLE001 - a baseline failing must not lose the front
+            callback.printer(f"baselines of {workload.name} failed: {err}")
+
+    folder = Path(tempfile.mkdtemp(prefix="front-"))
+    frame.to_csv(folder / "trials.csv", index=False)
+    front.to_csv(folder / "pareto.csv", index=False)
+    if baselines is not None:
+        baselines.to_csv(folder / "baselines.csv", index=False)
+    title = f"{resolved.name} [{resolved.profile}]: {len(front)} on the front of {len(complete)} trials"
+    if len(complete):
+        static_front(complete, objectives, folder / "front.png", title, baselines)
+        interactive_front(complete, objectives, folder / "front.html", title, baselines)
+    safe.call("front artifacts", lambda: client.log_artifacts(parent_run_id, str(folder)))
+    counts = frame.assign(kind=np.where(frame["rejected"] == 1, "rejected",
+                                        np.where(frame["status"] == "FAILED", "failed",
+                                                 np.where(frame["final"] == 1, "finished", "stopped"))))
+    counts = counts["kind"].value_counts().to_dict()
+    summary_metrics = [tracking.Metric(f"trials_{k}", float(v), int(time.time() * 1000), 0) for k, v in counts.items()]
+    summary_metrics.append(tracking.Metric("front_size", float(len(front)), int(time.time() * 1000), 0))
+    if volume is not None:
+        summary_metrics.append(tracking.Metric("hypervolume", float(volume), int(time.time() * 1000), 0))
+    safe.call("front metrics", lambda: client.log_batch(parent_run_id, metrics=summary_metrics))
+    for trial_id in front["trial_id"]:
+        run_id = callback.runs.get(trial_id)
+        if run_id:
+            safe.call(f"pareto tag {trial_id}", lambda run_id=run_id: client.set_tag(run_id, tracking.PARETO_TAG, "true"))
+
+    pareto_rows = []
+    for _, row in front.iterrows():
+        pareto_rows.append({
+            "trial_id": row["trial_id"], "run_id": callback.runs.get(row["trial_id"]),
+            "params": {k[len("config/"):]: _plain(v) for k, v in row.items() if k.startswith("config/")},
+            "objectives": {m: float(row[m]) for m in metrics},
+        })
+    return {
+        "task": str(resolved.path), "profile": resolved.profile, "workload": resolved.task.workload,
+        "objectives": objectives, "trial_count": int(len(frame)), "trials": counts,
+        "pareto": pareto_rows, "hypervolume": volume,
+        "reference_point": None if reference is None else {m: float(v) for m, v in zip(metrics, reference)},
+        "child_run_ids": sorted(v for v in callback.runs.values() if v),
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -1,0 +1,237 @@
+"""MLflow logging from the driver: one parent run per pipeline run, one child run per trial.
+
+Everything is logged from the driver process through a Ray Tune callback, so only the
+driver needs to reach the tracking store (a sqlite file on a laptop, a server on a
+cluster). A call that fails (the server went away) is queued and retried at the end;
+whatever still fails is listed in the run summary, never silently lost: the results
+stay in Ray Tune's experiment folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+from ray.tune import Callback
+
+from pipeline import paths
+
+log = logging.getLogger(__name__)
+
+TRIAL_TAG = "pipeline.trial_id"
+STATUS_TAG = "pipeline.status"
+PARETO_TAG = "pipeline.pareto"
+
+
+class StoreUnreachable(RuntimeError):
+    """The tracking store cannot be reached at start: reported before any compute."""
+
+
+def connect(tracking_uri: str) -> MlflowClient:
+    """A client for `tracking_uri`, checked by one cheap call (fails fast on a dead server)."""
+    if tracking_uri.startswith(("http://", "https://")):
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as err:  # noqa: BLE001 - any failure here means "cannot start"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+        raise StoreUnreachable(f"MLflow tracking store {tracking_uri} is unreachable: {first[:200]}") from None
+    return client
+
+
+def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if tracking_uri.startswith("sqlite:///"):
+        # beside the store, never in the (possibly temporary) working directory
+        store = Path(tracking_uri[len("sqlite:///"):])
+        artifact_location = (store.parent / "artifacts").as_uri()
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.project_root(), capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("ray", "torch", "optuna", "mlflow", "numpy", "numba", "pandas", "pydantic"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+class SafeClient:
+    """Wraps MLflow calls: a failure is queued for a retry instead of stopping the search."""
+
+    def __init__(self, client: MlflowClient):
+        self.client = client
+        self.pending: list[tuple[str, Callable[[], Any]]] = []
+
+    def call(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as err:  # noqa: BLE001 - the store may be down; keep the result
+            log.warning("MLflow call %s failed (%s); will retry at the end", what, err.__class__.__name__)
+            self.pending.append((what, fn))
+            return None
+
+    def flush(self) -> list[str]:
+        """Retry queued calls in order; return a description of each that still fails."""
+        still, failed = [], []
+        for what, fn in self.pending:
+            try:
+                fn()
+            except Exception as err:  # noqa: BLE001
+                still.append((what, fn))
+                failed.append(f"{what}: {err.__class__.__name__}: {str(err)[:120]}")
+        self.pending = still
+        return failed
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+class MLflowTrials(Callback):
+    """A Tune callback that mirrors every trial into an MLflow child run."""
+
+    def __init__(self, safe: SafeClient, experiment_id: str, parent_run_id: str, workload_metrics: tuple[str, ...],
+                 printer: Callable[[str], None] = print, total: int | None = None):
+        self.safe = safe
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.workload_metrics = set(workload_metrics) | {"rejected", "final"}
+        self.runs: dict[str, str] = {}
+        self.printer = printer
+        self.total = total
+        self.done = 0
+
+    # child runs are keyed by Tune's trial id, so a resumed run reuses them
+    def run_id(self, trial) -> str | None:
+        if trial.trial_id in self.runs:
+            return self.runs[trial.trial_id]
+        client = self.safe.client
+        found = self.safe.call("search child run", lambda: client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{TRIAL_TAG}` = '{trial.trial_id}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
+            max_results=1))
+        if found:
+            self.runs[trial.trial_id] = found[0].info.run_id
+            return self.runs[trial.trial_id]
+        created = self.safe.call("create child run", lambda: client.create_run(
+            self.experiment_id, run_name=str(trial),
+            tags={"mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial.trial_id}))
+        if created is None:
+            return None
+        run_id = created.info.run_id
+        self.runs[trial.trial_id] = run_id
+        params = [Param(k, _short(v)) for k, v in sorted(trial.config.items())]
+        if params:
+            self.safe.call(f"params of {trial}", lambda: client.log_batch(run_id, params=params))
+        return run_id
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.run_id(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        run_id = self.run_id(trial)
+        if run_id is None:
+            return
+        step = int(result.get("training_iteration", 0))
+        stamp = int(result.get("timestamp", 0) * 1000)
+        metrics = [Metric(k, float(v), stamp, step) for k, v in result.items()
+                   if k in self.workload_metrics and isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and v == v]
+        if metrics:
+            self.safe.call(f"metrics of {trial}", lambda: self.safe.client.log_batch(run_id, metrics=metrics))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        run_id = self.run_id(trial)
+        result = trial.last_result or {}
+        if result.get("rejected"):
+            status, label = "KILLED", "REJECTED"
+        elif result.get("final"):
+            status, label = "FINISHED", "FINISHED"
+        else:
+            status, label = "KILLED", "STOPPED_EARLY"
+        self.done += 1
+        self._print(trial, label, result)
+        if run_id is None:
+            return
+        client = self.safe.client
+        self.safe.call(f"status of {trial}", lambda: client.set_tag(run_id, STATUS_TAG, label))
+        if result.get("reject_reason"):
+            self.safe.call(f"reason of {trial}", lambda: client.set_tag(run_id, "pipeline.reject_reason",
+                                                                         _short(result["reject_reason"])))
+        checkpoint = trial.checkpoint
+        if checkpoint is not None and result.get("final"):
+            def upload():
+                with checkpoint.as_directory() as folder:
+                    client.log_artifacts(run_id, folder)
+            self.safe.call(f"artifacts of {trial}", upload)
+        self.safe.call(f"end of {trial}", lambda: client.set_terminated(run_id, status))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        run_id = self.run_id(trial)
+        self.done += 1
+        error = trial.get_error() if hasattr(trial, "get_error") else None
+        text = str(error) if error is not None else "the trial raised (no traceback stored)"
+        self._print(trial, "FAILED", {}, text.strip().splitlines()[-1] if text.strip() else "")
+        if run_id is None:
+            return
+        client = self.safe.client
+
+        def upload():
+            folder = Path(tempfile.mkdtemp(prefix="trial-error-"))
+            (folder / "traceback.txt").write_text(text)
+            client.log_artifact(run_id, str(folder / "traceback.txt"))
+        self.safe.call(f"traceback of {trial}", upload)
+        self.safe.call(f"status of {trial}", lambda: client.set_tag(run_id, STATUS_TAG, "FAILED"))
+        self.safe.call(f"end of {trial}", lambda: client.set_terminated(run_id, "FAILED"))
+
+    def _print(self, trial, label: str, result: dict, extra: str = "") -> None:
+        config = " ".join(f"{k}={_fmt(v)}" for k, v in sorted(trial.config.items()))
+        shown = " ".join(f"{k}={_fmt(result[k])}" for k in sorted(self.workload_metrics - {"rejected", "final"})
+                         if k in result and isinstance(result[k], (int, float)))
+        total = f"/{self.total}" if self.total else ""
+        reason = f" ({result['reject_reason']})" if result.get("reject_reason") else ""
+        self.printer(f"[{self.done}{total}] {trial.trial_id} {label:<13} {config} -> {shown}{reason}{(' ' + extra) if extra else ''}")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def end_run(safe: SafeClient, run_id: str, status: str = "FINISHED") -> None:
+    safe.call("end parent run", lambda: safe.client.set_terminated(run_id, RunStatus.to_string(RunStatus.from_string(status))))
+
+
+def describe_exception() -> str:
+    return "".join(traceback.format_exception(*sys.exc_info()))
