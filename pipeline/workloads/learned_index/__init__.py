@@ -1,0 +1,12 @@
+"""Learned sorted-table search (seed 001: Amato, Lo Bosco, Giancarlo).
+
+- `data`: SOSD binary and `.npy` keys, SOSD-style synthetic tables sized to each memory
+  level (§3.4), KS/KL down-sampling, query sets.
+- `search`: the sorted-table search routines of §3.1 (BBS, BFS, BFE, K-BBS, K-BFS, IBS, TIP),
+  compiled with numba; each returns the lower bound, like `numpy.searchsorted(side="left")`.
+- `models`: every model of §3.2 behind one call, `fit_model(kind, keys, **params)`; each model
+  has `size_bytes` and `search_bounds(queries) -> (lo, hi)`.
+- `measure`: SOSD-style timing of model + last-mile search in one compiled loop, checked
+  against numpy.
+- `workload`: the pipeline workload `learned_index`.
+"""
