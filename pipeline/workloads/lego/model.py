@@ -121,23 +121,30 @@ class EnsembleDecoder(nn.Module):
     (read value, embedding value) pairs, then an MLP with the rule-based estimate, the
     bucket and the stream features, giving the neural estimate.
 
-    The output is a fraction of the rule-based estimate, `rule * sigmoid(z)`: the authors
-    clamp the neural estimate to at most the rule-based one at query time (their
-    Cluster.dec_query); building the clamp in keeps training stable."""
+    Choices of ours (the extracted text does not fix them): counts enter relative to the
+    brick's mean load (bucket / slots) and in log scale, so one brick serves any stream
+    length; besides the mean-pooled set, the sorted per-row ratios read/embedding go to the
+    MLP (a fixed-size, order-free view that keeps the minimum and its runners-up); and the
+    output is a fraction of the rule-based estimate, `rule * sigmoid(z)`: the authors clamp
+    the neural estimate to at most the rule-based one at query time (their
+    Cluster.dec_query), building the clamp in keeps training stable."""
 
-    def __init__(self, stream_features: int = 6) -> None:
+    def __init__(self, depth: int, stream_features: int = 6) -> None:
         super().__init__()
+        context = depth + 2 + stream_features
         self.element = _mlp([3, 8, 16, 16], last_activation=True)
-        self.body = _mlp([16 + 2 + stream_features, 32, 16], last_activation=True)
-        self.head = _mlp([16 + 2 + stream_features, 8, 4, 1])
+        self.body = _mlp([16 + context, 32, 16], last_activation=True)
+        self.head = _mlp([16 + context, 8, 4, 1])
         self.bias = 3.0  # sigmoid(3) ~ 0.95: start close to the rule-based estimate
 
     def forward(self, read: torch.Tensor, embedding: torch.Tensor, rule: torch.Tensor,
-                bucket: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
-        ratio = (read / embedding).clamp_min(0.0)
-        elements = torch.stack([torch.log1p(read.clamp_min(0.0)), embedding, torch.log1p(ratio)], dim=-1)
+                bucket: torch.Tensor, stream: torch.Tensor, slots: int) -> torch.Tensor:
+        load = (bucket / slots).clamp_min(1e-6)[:, None]
+        ratio = torch.log1p((read / embedding).clamp_min(0.0) / load)
+        elements = torch.stack([torch.log1p(read.clamp_min(0.0) / load), embedding, ratio], dim=-1)
         pooled = self.element(elements).mean(dim=1)
-        context = torch.cat([torch.log1p(rule)[:, None], torch.log1p(bucket)[:, None], stream], dim=-1)
+        context = torch.cat([ratio.sort(dim=1).values, torch.log1p(rule[:, None] / load),
+                             torch.log(load), stream], dim=-1)
         hidden = self.body(torch.cat([pooled, context], dim=-1))
         z = self.head(torch.cat([hidden, context], dim=-1)).squeeze(-1)
         return rule * torch.sigmoid(z + self.bias)
@@ -160,7 +167,8 @@ class LegoSketch(nn.Module):
     `new_memory` (seed 003 §3.1, scalable memory) and share these weights."""
 
     def __init__(self, geometry: BrickGeometry = BrickGeometry(), ablations: Ablations = Ablations(),
-                 value_range: tuple[float, float] = (0.001, 1.0), item_scale: float = 10000.0) -> None:
+                 value_range: tuple[float, float] = (0.001, 1.0), item_scale: float = 10000.0,
+                 basis_init: str = "log_uniform") -> None:
         super().__init__()
         geometry.validate()
         self.geometry = geometry
@@ -169,8 +177,17 @@ class LegoSketch(nn.Module):
         self.item_scale = item_scale  # distinct-item regression target is n / item_scale
         low, high = value_range
         generator = torch.Generator().manual_seed(geometry.hash_seed)
-        basis = (low + high) / 2 + torch.randn(geometry.basis_size, generator=generator) / 5
-        # The authors start near the middle of the range with N(0, 1/5) noise, then clamp.
+        if basis_init == "authors":  # their code: the middle of the range + N(0, 1/5) noise
+            basis = (low + high) / 2 + torch.randn(geometry.basis_size, generator=generator) / 5
+        elif basis_init == "log_uniform":
+            # Ours: log-uniform over the range. A spread vector is what the authors' 48 GPU
+            # hours of training reach (an item then dominates some rows and barely touches
+            # others, which lowers the rule-based error); a short CPU run cannot travel
+            # that far from the authors' flat start, so we start spread.
+            u = torch.rand(geometry.basis_size, generator=generator)
+            basis = low * (high / low) ** u
+        else:
+            raise ValueError(f"basis_init must be 'authors' or 'log_uniform', got {basis_init!r}")
         self.basis = nn.Parameter(basis.clamp(low, high), requires_grad=ablations.learnable_vector)
         if geometry.embedding == "mlp":  # meta-sketch-like: an MLP over the id's bits
             self.embed_mlp = _mlp([32, 32, 32, geometry.depth])
@@ -180,7 +197,7 @@ class LegoSketch(nn.Module):
             self.register_buffer(f"{name}_add", add, persistent=True)
         stream_features = 4 + 2 if ablations.scanning else 0
         self.scanner = MemoryScanner(features=4) if ablations.scanning else None
-        self.decoder = EnsembleDecoder(stream_features=stream_features)
+        self.decoder = EnsembleDecoder(geometry.depth, stream_features=stream_features)
 
     # -- seed 003 §3.1: embedding, addressing, routing ------------------------------------
     def embed(self, items: torch.Tensor) -> torch.Tensor:
@@ -278,7 +295,7 @@ class LegoSketch(nn.Module):
             stream = torch.cat([features, skew[:, None], distinct[:, None]], dim=-1)[bricks]
         else:
             stream = features[bricks]
-        neural = self.decoder(read, embedding, rule, state.bucket[bricks], stream)
+        neural = self.decoder(read, embedding, rule, state.bucket[bricks], stream, self.geometry.slots)
         return {"neural": neural, "rule": rule, "bricks": bricks, "skew": skew, "items": distinct}
 
     @torch.no_grad()
@@ -304,7 +321,7 @@ class LegoSketch(nn.Module):
             if mode == "rule":
                 out.append(rule)
                 continue
-            neural = self.decoder(read, embedding, rule, state.bucket[bricks], stream[bricks])
+            neural = self.decoder(read, embedding, rule, state.bucket[bricks], stream[bricks], self.geometry.slots)
             out.append(torch.where(use_neural[bricks], torch.minimum(neural, rule), rule))
         if not out:
             return torch.zeros(0, device=state.memory.device)
