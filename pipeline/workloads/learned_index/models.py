@@ -52,22 +52,24 @@ class Model:
 
     kind: str
     n: int
-    predict: Callable  # numba dispatcher: (state, q) -> (position, slot)
-    state: tuple
-    err_lo: np.ndarray  # int64, one per slot
+    window: Callable  # numba dispatcher: (window_state, q) -> (lo, hi), what lookups call
+    window_state: tuple
+    err_lo: np.ndarray  # int64, one per slot: how far below / above the prediction keys fell
     err_hi: np.ndarray
     size_bytes: int
     params: dict[str, Any] = field(default_factory=dict)
     build_seconds: float = 0.0
     #: mean window (hi - lo) over the table's keys, from the errors of training
     train_window: float = 0.0
+    #: mean over keys of log2(|prediction - position| + 1): the RMI optimizer's error measure
+    avg_log2_error: float = 0.0
     #: KO only: the degree chosen for each segment
     degrees: list[int] = field(default_factory=list)
 
     def search_bounds(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi), int64: search keys[lo:hi) for the lower bound (module docstring)."""
         queries = np.ascontiguousarray(queries, dtype=KEY)
-        return _bounds_batch(self.predict, self.state, self.err_lo, self.err_hi, np.int64(self.n), queries)
+        return _bounds_batch(self.window, self.window_state, queries)
 
     @property
     def label(self) -> str:
@@ -77,14 +79,25 @@ class Model:
 
 
 @njit
-def _bounds_batch(predict, state, err_lo, err_hi, n, queries):
+def _bounds_batch(window, state, queries):
     lo = np.empty(queries.size, dtype=np.int64)
     hi = np.empty(queries.size, dtype=np.int64)
     for i in range(queries.size):
-        position, slot = predict(state, queries[i])
-        lo[i] = max(np.int64(0), position - err_lo[slot])
-        hi[i] = min(n, position + err_hi[slot])
+        lo[i], hi[i] = window(state, queries[i])
     return lo, hi
+
+
+def make_window(predict: Callable) -> Callable:
+    """The window function of a `predict` with per-slot errors: its state is
+    (predict_state, err_lo, err_hi, n)."""
+
+    @njit
+    def window(state, q):
+        predict_state, err_lo, err_hi, n = state
+        position, slot = predict(predict_state, q)
+        return max(np.int64(0), position - err_lo[slot]), min(n, position + err_hi[slot])
+
+    return window
 
 
 @njit
@@ -97,12 +110,14 @@ def _measure_errors(predict, state, keys, slots):
     positions = np.empty(n, dtype=np.int64)
     slot_of = np.empty(n, dtype=np.int64)
     lower = 0
+    log2_error = 0.0
     for i in range(n):
         if i > 0 and keys[i] != keys[i - 1]:
             lower = i
         position, slot = predict(state, keys[i])
         positions[i] = position
         slot_of[i] = slot
+        log2_error += np.log2(abs(position - lower) + 1.0)
         if position - lower > err_lo[slot]:
             err_lo[slot] = position - lower
     # upper bound of keys[i]: one past its last duplicate
@@ -119,17 +134,39 @@ def _measure_errors(predict, state, keys, slots):
         lo = max(0, positions[i] - err_lo[slot])
         hi = min(n, positions[i] + err_hi[slot])
         total += hi - lo
-    return err_lo, err_hi, total / n
+    return err_lo, err_hi, total / n, log2_error / n
 
 
 def finish(kind: str, keys: np.ndarray, predict: Callable, state: tuple, slots: int, param_bytes: int,
-           params: dict, started: float, err_bytes_each: int = INT_BYTES) -> Model:
-    """Measure the errors of a built predictor and wrap it as a Model. `param_bytes` counts
-    the parameters; the errors add 2 x `err_bytes_each` per slot."""
-    err_lo, err_hi, window = _measure_errors(predict, state, keys, np.int64(slots))
-    return Model(kind=kind, n=int(keys.size), predict=predict, state=state, err_lo=err_lo, err_hi=err_hi,
-                 size_bytes=int(param_bytes + 2 * err_bytes_each * slots), params=params,
-                 build_seconds=time.perf_counter() - started, train_window=float(window))
+           params: dict, started: float, window: Callable | None = None,
+           pack: Callable[[np.ndarray, np.ndarray], tuple] | None = None) -> Model:
+    """Measure the errors of a built predictor and wrap it as a Model.
+
+    By default the window is `make_window(predict)` over per-slot errors, which add
+    2 x 8 bytes per slot to `param_bytes`. A model that lays its errors out itself (the RMI
+    keeps each leaf's error beside its parameters) passes its own `window` and `pack`
+    (err_lo, err_hi) -> window_state, and counts them in `param_bytes`.
+    """
+    n = int(keys.size)
+    err_lo, err_hi, mean_window, log2_error = _measure_errors(predict, state, keys, np.int64(slots))
+    if window is None:
+        window, window_state = _default_window(predict), (state, err_lo, err_hi, np.int64(n))
+        param_bytes += 2 * INT_BYTES * slots
+    else:
+        window_state = pack(err_lo, err_hi)
+    return Model(kind=kind, n=n, window=window, window_state=window_state, err_lo=err_lo, err_hi=err_hi,
+                 size_bytes=int(param_bytes), params=params, build_seconds=time.perf_counter() - started,
+                 train_window=float(mean_window), avg_log2_error=float(log2_error))
+
+
+_WINDOWS: dict[Callable, Callable] = {}
+
+
+def _default_window(predict: Callable) -> Callable:
+    """One compiled window function per predict function."""
+    if predict not in _WINDOWS:
+        _WINDOWS[predict] = make_window(predict)
+    return _WINDOWS[predict]
 
 
 @njit(inline="always")
@@ -153,9 +190,10 @@ def _predict_none(state, q):
 def fit_none(keys: np.ndarray) -> Model:
     """No model: the window is the whole table (0 bytes)."""
     n = int(keys.size)
-    return Model(kind="none", n=n, predict=_predict_none, state=(np.int64(n),),
-                 err_lo=np.zeros(1, dtype=np.int64), err_hi=np.full(1, n, dtype=np.int64),
-                 size_bytes=0, train_window=float(n))
+    err_lo, err_hi = np.zeros(1, dtype=np.int64), np.full(1, n, dtype=np.int64)
+    return Model(kind="none", n=n, window=_default_window(_predict_none),
+                 window_state=((np.int64(n),), err_lo, err_hi, np.int64(n)), err_lo=err_lo, err_hi=err_hi,
+                 size_bytes=0, train_window=float(n), avg_log2_error=float(np.log2(n)))
 
 
 # ---------------------------------------------------------------- polynomial regression (L, Q, C)
