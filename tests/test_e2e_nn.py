@@ -1,0 +1,212 @@
+"""Tests of the end-to-end NN workload (seed 000 §2): model pieces, data, ablations,
+bad inputs. Baselines are in test_e2e_nn_baselines.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.workloads.base import LocalReporter
+from pipeline.workloads.e2e import nn_data, nn_train
+from pipeline.workloads.e2e.nn_model import NNModel, hard_permutation, neural_sort, nn_loss, soft_sort
+from pipeline.workloads.e2e.nn_workload import WORKLOAD, _Resolved
+
+TINY = dict(width=16, layers=1, heads=2, query_hidden=32)
+
+
+def tiny_model(**overrides) -> NNModel:
+    kwargs = dict(n=8, lookups=3, point_dim=1, **TINY) | overrides
+    return NNModel(**kwargs)
+
+
+def params(**overrides):
+    return WORKLOAD.make_params(WORKLOAD.smoke_params | overrides)
+
+
+@pytest.mark.parametrize("relax", [neural_sort, soft_sort])
+def test_differentiable_sort_matches_argsort_at_low_temperature(relax):
+    scores = torch.randn(16, 12, generator=torch.Generator().manual_seed(0))
+    perm = relax(scores, 1e-4)
+    assert torch.allclose(perm.sum(-1), torch.ones(16, 12))
+    assert torch.equal(perm.argmax(-1), scores.argsort(-1))
+    assert torch.allclose(perm, hard_permutation(scores), atol=1e-3)
+    # sorted values come out ascending
+    values = (perm @ scores.unsqueeze(-1)).squeeze(-1)
+    assert torch.all(values[:, 1:] >= values[:, :-1] - 1e-4)
+
+
+def test_differentiable_sort_is_soft_at_high_temperature():
+    perm = neural_sort(torch.randn(4, 6), 100.0)
+    assert perm.max() < 0.5
+
+
+def test_forward_shapes_and_hard_lookups_are_one_hot():
+    model = tiny_model(extra=2)
+    out = model(torch.rand(5, 8, 1), torch.rand(5, 1), training=False)
+    assert out["lookups"].shape == (5, 3, 10)  # M lookups over N+T positions
+    assert out["values"].shape == (5, 3, 1)
+    assert out["structure"].shape == (5, 10, 1)
+    lookups = out["lookups"]
+    assert torch.all((lookups == 0) | (lookups == 1))
+    assert torch.all(lookups.sum(-1) == 1)
+    # the values are exactly the stored entries at the chosen positions
+    picked = torch.gather(out["structure"][..., 0], 1, lookups.argmax(-1))
+    assert torch.equal(picked, out["values"][..., 0])
+
+
+def test_training_lookups_are_soft_and_normalised():
+    out = tiny_model()(torch.rand(5, 8, 1), torch.rand(5, 1), training=True)
+    assert torch.allclose(out["lookups"].sum(-1), torch.ones(5, 3))
+    assert ((out["lookups"] > 0) & (out["lookups"] < 1)).any()
+
+
+def test_hard_structure_is_a_sorted_permutation_of_the_data_under_monotone_scores():
+    model = tiny_model()
+    points = torch.rand(4, 8, 1)
+    with torch.no_grad():
+        model.data_net.rank_head.weight.zero_()
+    # with constant scores the permutation is still a permutation of the inputs
+    laid_out, perm, _ = model.structure(points, training=False)
+    assert torch.equal(perm.sum(1), torch.ones(4, 8))
+    assert torch.allclose(laid_out.sort(1).values, points.sort(1).values)
+
+
+def test_coefficients_extra_space_is_a_combination_of_the_data():
+    model = tiny_model(extra=3, extra_mode="coefficients")
+    points = torch.zeros(2, 8, 1)
+    laid_out, _, _ = model.structure(points, training=True)
+    assert torch.all(laid_out[:, 8:] == 0)  # linear in the (zero) data
+
+
+def test_no_permute_ablation_outputs_transformed_points():
+    model = tiny_model(permute=False)
+    points = torch.rand(3, 8, 1)
+    laid_out, perm, _ = model.structure(points, training=True)
+    assert torch.equal(perm, torch.eye(8).expand(3, 8, 8))
+    assert not torch.allclose(laid_out.sort(1).values, points.sort(1).values)
+
+
+def test_non_adaptive_query_models_see_only_the_query():
+    model = tiny_model(adaptive=False, point_dim=2)
+    assert all(q.net[0].in_features == 2 for q in model.query_models)
+    adaptive = tiny_model(point_dim=2)
+    assert [q.net[0].in_features for q in adaptive.query_models] == [2, 2 + 10, 2 + 20]
+
+
+def test_shared_query_model_is_one_model_used_m_times():
+    model = tiny_model(shared_query=True)
+    assert len(model.query_models) == 1
+    out = model(torch.rand(4, 8, 1), torch.rand(4, 1), training=False)
+    assert out["lookups"].shape == (4, 3, 8)
+
+
+def test_frozen_data_network_keeps_its_weights():
+    p = _Resolved(params(freeze_data_network=True, steps=5))
+    torch.manual_seed(p.seed)
+    initial = {k: v.clone() for k, v in nn_train.build_model(p).data_net.state_dict().items()}
+    model, _ = nn_train.train(p)
+    for key, value in model.data_net.state_dict().items():
+        assert torch.equal(value, initial[key]), key
+    moved = nn_train.train(_Resolved(params(steps=5)))[0].data_net.state_dict()
+    assert any(not torch.equal(moved[k], initial[k]) for k in initial)
+
+
+def test_losses_point_at_the_nearest_neighbour():
+    model = tiny_model()
+    points = torch.rand(6, 8, 1)
+    out = model(points, torch.rand(6, 1), training=True)
+    nn_index = torch.zeros(6, dtype=torch.long)
+    for loss in ("mse", "ce"):
+        for every in (False, True):
+            value = nn_loss(out, nn_index, loss, every, adaptive=True)
+            assert value.ndim == 0 and torch.isfinite(value)
+    assert nn_loss(out, nn_index, "mse", False, adaptive=False) <= nn_loss(out, nn_index, "mse", True, True) * 10
+
+
+def test_short_training_lowers_the_loss():
+    p = _Resolved(params(steps=60, eval_every=60, batch_size=64, lr=3e-3, loss="ce", loss_every_lookup=True))
+    instances = nn_train.test_instances(p)
+    torch.manual_seed(0)
+    before = nn_train.evaluate(nn_train.build_model(p), p, instances, "cpu")["loss"]
+    model, _ = nn_train.train(p)
+    after = nn_train.evaluate(model, p, instances, "cpu")["loss"]
+    assert after < before
+
+
+@pytest.mark.parametrize("distribution", nn_data.DISTRIBUTIONS)
+def test_every_distribution_samples_valid_instances(distribution):
+    inst = nn_data.sample(distribution, np.random.default_rng(0), 7, 12, dim=5)
+    assert inst.data.shape[:2] == (7, 12) and inst.data.dtype == np.float32
+    assert inst.points.shape[:2] == (7, 12)
+    assert np.array_equal(inst.nn_index, inst.distances().argmin(1))
+    again = nn_data.sample(distribution, np.random.default_rng(0), 7, 12, dim=5)
+    assert np.array_equal(inst.data, again.data)
+
+
+def test_hypersphere_query_has_inner_product_rho_with_a_point():
+    inst = nn_data.sample("hypersphere", np.random.default_rng(1), 50, 10, dim=30, rho=0.8)
+    assert np.allclose(np.linalg.norm(inst.points, axis=-1), 1.0)
+    assert np.allclose(np.linalg.norm(inst.query_points, axis=-1), 1.0)
+    inner = np.einsum("bnd,bd->bn", inst.points, inst.query_points)
+    assert np.allclose(np.isclose(inner, 0.8).sum(1), 1)
+
+
+def test_hard_distribution_spreads_levels_by_the_base():
+    values = nn_data.sample_hard(np.random.default_rng(0), 2000, 15, 7.0)
+    parent, sign, depth, levels = nn_data._hard_tree(15)
+    assert levels == 4 and sorted(np.bincount(depth)) == [1, 2, 4, 8]
+    gaps = np.abs(values[:, 1:] - values[:, parent[1:]])
+    assert gaps[:, depth[1:] == 1].mean() > 5 * gaps[:, depth[1:] == 3].mean()
+
+
+def test_digit_images_encode_their_label():
+    inst = nn_data.sample("digits", np.random.default_rng(0), 3, 10)
+    assert inst.data.shape == (3, 10, *nn_data.DIGIT_IMAGE_SHAPE)
+    labels = np.round(inst.points[..., 0] * nn_data.DIGIT_LABELS).astype(int)
+    assert all(len(set(row)) == 10 for row in labels)  # distinct labels per dataset
+    assert labels.min() >= 0 and labels.max() < nn_data.DIGIT_LABELS
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"lookups": 9, "n": 8}, "lookups"),
+    ({"n": 1}, "n"),
+    ({"distribution": "gaussian"}, "distribution"),
+    ({"distribution": "uniform1d", "dim": 2}, "dim"),
+    ({"width": 10, "heads": 4}, "width"),
+])
+def test_bad_input_is_a_value_error_before_training(overrides, field):
+    with pytest.raises(ValueError, match=field):
+        p = params(**overrides)
+        WORKLOAD.validate(p)
+    # M <= N + T is fine once extra space makes room
+    WORKLOAD.validate(params(lookups=9, n=8, extra_space=1))
+
+
+def test_run_is_deterministic_reports_and_writes_artifacts():
+    reporter = LocalReporter()
+    first = WORKLOAD.run(params(plots=True), reporter)
+    assert reporter.history and set(first) <= set(WORKLOAD.metrics)
+    assert all(np.isfinite(v) for v in first.values())
+    assert {"accuracy", "lookups", "extra_space", "binary_search_accuracy"} <= set(first)
+    names = {p.name for p in reporter.artifact_dir.iterdir()}
+    assert {"accuracy_per_lookup.png", "first_lookup_positions.png", "accuracy_per_lookup.csv", "model.pt"} <= names
+    assert WORKLOAD.run(params(plots=True), LocalReporter()) == first
+
+
+@pytest.mark.parametrize("distribution", ["zipf1d", "hard2d", "hypersphere", "digits"])
+def test_every_setting_runs_with_its_baselines(distribution):
+    extra = {"dim": 6} if distribution == "hypersphere" else {}
+    metrics = WORKLOAD.run(params(distribution=distribution, steps=4, eval_every=4, loss="ce", **extra),
+                           LocalReporter())
+    expected = {"zipf1d": "treap_accuracy", "hard2d": "kd_tree_accuracy", "hypersphere": "lsh_best_accuracy",
+                "digits": "binary_search_accuracy"}[distribution]
+    assert expected in metrics and 0.0 <= metrics["accuracy"] <= 1.0
+
+
+def test_baselines_hook_gives_rows_with_workload_metrics():
+    rows = WORKLOAD.baselines(params(extra_space=4))
+    methods = {row["method"] for row in rows}
+    assert {"binary_search", "interpolation_search", "bucketing"} <= methods
+    assert all(set(row) - {"method"} <= set(WORKLOAD.metrics) for row in rows)
+    assert any(row["method"] == "bucketing" and row["extra_space"] == 128 for row in rows)
