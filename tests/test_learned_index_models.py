@@ -16,6 +16,19 @@ MODELS = [
     ("cubic", {}),
     ("ko", {"segments": 15}),
     ("ko", {"segments": 1}),
+    ("rmi", {"top": "linear", "leaf": "linear", "bits": 8}),
+    ("rmi", {"top": "robust_linear", "leaf": "cubic", "bits": 6}),
+    ("rmi", {"top": "linear_spline", "leaf": "linear_spline", "bits": 10}),
+    ("rmi", {"top": "cubic", "leaf": "loglinear", "bits": 7}),
+    ("rmi", {"top": "loglinear", "leaf": "linear", "bits": 9}),
+    ("rmi", {"top": "radix", "leaf": "cubic", "bits": 12}),
+    ("pgm", {"epsilon": 8}),
+    ("pgm", {"epsilon": 64, "epsilon_recursive": 2}),
+    ("pgm_bicriteria", {"space_bound": 0.01, "a": 1.0}),
+    ("radix_spline", {"epsilon": 8, "radix_bits": 10}),
+    ("btree", {"fanout": 4}),
+    ("btree", {"fanout": 33}),
+    ("sy_rmi", {"space_bound": 0.02, "units_per_byte": 0.04, "top": "linear_spline", "leaf": "linear"}),
 ]
 
 
@@ -76,3 +89,77 @@ def test_unknown_kind_and_tiny_table():
         fit_model("linear", keys[:1])
     with pytest.raises(ValueError, match="KO segments"):
         fit_model("ko", keys, segments=21)
+
+
+def test_every_kind_through_measure_with_absent_keys():
+    """The compiled loop's checksum equals numpy's for present and absent keys."""
+    from pipeline.workloads.learned_index.measure import evaluate
+
+    keys = data.synthetic_keys("lognormal", 3000, seed=5)
+    queries = data.make_queries(keys, 4000, seed=1, absent_fraction=0.5)
+    # every kind with one routine, every routine with one kind: each pair is a compilation
+    pairs = [(kind, params, "bfs") for kind, params in MODELS]
+    pairs += [("pgm", {"epsilon": 8}, routine) for routine in ("bbs", "kbbs", "kbfs", "ibs", "tip")]
+    for kind, params, routine in pairs:
+        metrics = evaluate(keys, queries, fit_model(kind, keys, **params), routine, k=4, repeats=1)
+        assert metrics["ns_per_lookup"] > 0 and 0 <= metrics["reduction_factor"] <= 100
+
+
+def test_monotone_models_cover_absent_keys():
+    keys = data.synthetic_keys("uniform_sparse", 5000, seed=4)
+    queries = data.make_queries(keys, 5000, seed=2, absent_fraction=1.0)
+    for kind, params in [("linear", {}), ("pgm", {"epsilon": 16}), ("radix_spline", {"epsilon": 16}),
+                         ("btree", {"fanout": 8})]:
+        _check_bounds(fit_model(kind, keys, **params), keys, queries)
+
+
+def test_parametric_sizes_are_hand_counts():
+    keys = np.arange(100, dtype=np.uint64)
+    # RMI: top (2 params) + key range and scale (3), then per leaf 2 params + 1 error
+    assert fit_model("rmi", keys, top="linear", leaf="linear", bits=4).size_bytes == 5 * 8 + 16 * 3 * 8
+    assert fit_model("rmi", keys, top="radix", leaf="cubic", bits=3).size_bytes == 4 * 8 + 8 * 7 * 8
+    # B+-tree, fanout 4: inner levels of 25, 7 and 2 keys, 4 level offsets, 2 errors
+    assert fit_model("btree", keys, fanout=4).size_bytes == (25 + 7 + 2) * 8 + 4 * 8 + 2 * 8
+    # PGM on a line: one segment (3 x 8), 2 offsets, key range + epsilon, 2 errors
+    assert fit_model("pgm", keys, epsilon=4).size_bytes == 3 * 8 + 2 * 8 + 3 * 8 + 2 * 8
+    # RadixSpline on a line: 2 spline points (16 each), 2^4 + 1 table entries of 4, 3 x 8, 2 errors
+    assert fit_model("radix_spline", keys, epsilon=4, radix_bits=4).size_bytes == 2 * 16 + 17 * 4 + 3 * 8 + 2 * 8
+
+
+def test_rmi_two_phase_search_structure():
+    from pipeline.workloads.learned_index import rmi
+
+    keys = data.synthetic_keys("lognormal", 4000, seed=1)
+    front = rmi.optimize_rmi(keys, phase1_bits=(6, 9), top_types=("linear", "radix", "cubic"),
+                             leaf_types=("linear", "linear_spline"), bits=[6, 7, 8, 9, 10])
+    tried = rmi.optimize_rmi.last_tried
+    phase1 = [c for c in tried if c.phase == 1]
+    phase2 = [c for c in tried if c.phase == 2]
+    assert len(phase1) == 3 * 2 * 2  # every pair at each phase-1 branching factor
+    costs = np.array([[c.size_bytes, c.avg_log2_error] for c in phase1])
+    front1_pairs = {(phase1[i].top, phase1[i].leaf) for i in rmi.pareto_indices(costs)}
+    assert {(c.top, c.leaf) for c in phase2} <= front1_pairs
+    assert len(phase2) == len(front1_pairs) * 3  # the other branching factors: 7, 8, 10
+    assert 1 <= len(front) <= 10
+    assert [c.size_bytes for c in front] == sorted(c.size_bytes for c in front)
+    for c in front:  # no tried candidate dominates a kept one
+        assert not any(o.size_bytes <= c.size_bytes and o.avg_log2_error < c.avg_log2_error for o in tried)
+
+
+def test_bicriteria_pgm_respects_the_bound():
+    keys = data.synthetic_keys("lognormal", 20000, seed=1)
+    table_bytes = keys.size * 8
+    for bound in (0.0005, 0.007, 0.02):
+        model = fit_model("pgm_bicriteria", keys, space_bound=bound, a=1.0)
+        smallest_eps = model.params["epsilon"] == 8
+        assert model.size_bytes <= bound * table_bytes or model.params["epsilon"] == keys.size // 2
+        assert smallest_eps or fit_model("pgm", keys, epsilon=model.params["epsilon"] - 1).size_bytes > bound * table_bytes
+
+
+def test_sy_rmi_branching_follows_the_space_bound():
+    keys = data.synthetic_keys("normal", 50000, seed=1)
+    small = fit_model("sy_rmi", keys, space_bound=0.0005, units_per_byte=1 / 24, top="linear_spline", leaf="linear")
+    large = fit_model("sy_rmi", keys, space_bound=0.02, units_per_byte=1 / 24, top="linear_spline", leaf="linear")
+    assert small.params["branching"] == int(0.0005 * keys.size * 8 / 24)
+    assert large.params["branching"] > small.params["branching"]
+    assert large.size_bytes <= 0.021 * keys.size * 8

@@ -1,0 +1,171 @@
+"""SOSD-style measurement of a learned index (seed 001 §2, §3; Marcus et al.'s benchmark).
+
+One compiled loop runs every query through the model's window and the last-mile search
+and sums the positions found; the sum must equal numpy's (`np.searchsorted`, lower bound)
+or the run raises, so a wrong index can never report a time. The loop also checks the
+window's edges: an answer on the edge whose neighbour says the lower bound lies outside
+(possible for an absent key at the seam of two leaves, see models.py) is finished by a
+branch-free search of the rest of the table, counted in `fallbacks`.
+
+Reduction factor, both of the seed's definitions, in percent of the table thrown out:
+`reduction_factor` is the mean over the queries of 1 - window / n (§2, the empirical one),
+`reduction_factor_train` the same over the table's keys from the errors measured at build.
+
+    python -c "from pipeline.workloads.learned_index.measure import demo; demo()"
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from pipeline.workloads.learned_index.models import KEY, Model
+from pipeline.workloads.learned_index.search import WINDOWED, bfe, bfs, eytzinger_layout
+
+
+@njit
+def _lookup_sum(window, state, keys, queries, search, k):
+    n = keys.size
+    total = 0
+    for i in range(queries.size):
+        q = queries[i]
+        lo, hi = window(state, q)
+        position = search(keys, lo, hi, q, k)
+        if position == hi and hi < n and keys[hi] < q:
+            position = bfs(keys, hi + 1, n, q, k)
+        elif position == lo and lo > 0 and keys[lo - 1] >= q:
+            position = bfs(keys, 0, lo - 1, q, k)
+        total += position
+    return total
+
+
+@njit
+def _window_stats(window, state, keys, queries):
+    """Mean window and the number of queries whose lower bound is outside it."""
+    n = keys.size
+    total = 0.0
+    outside = 0
+    for i in range(queries.size):
+        q = queries[i]
+        lo, hi = window(state, q)
+        total += hi - lo
+        if (hi < n and keys[hi] < q) or (lo > 0 and keys[lo - 1] >= q):
+            outside += 1
+    return total / queries.size, outside
+
+
+@njit(cache=True)
+def _bfe_sum(eytzinger, rank, queries):
+    total = 0
+    for i in range(queries.size):
+        total += bfe(eytzinger, rank, queries[i])
+    return total
+
+
+@njit(cache=True)
+def _gather_sum(table, positions):
+    total = np.uint64(0)
+    for i in range(positions.size):
+        total += table[positions[i]]
+    return total
+
+
+@dataclass(frozen=True)
+class Timing:
+    ns_per_lookup: float  # median over repeats of (loop time / queries)
+    ns_per_lookup_all: tuple[float, ...]
+    checksum: int
+
+
+def expected_checksum(keys: np.ndarray, queries: np.ndarray) -> int:
+    return int(np.searchsorted(keys, queries, side="left").sum())
+
+
+def _timed(call, count: int, repeats: int) -> tuple[float, tuple[float, ...], int]:
+    samples, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        result = call()
+        samples.append((time.perf_counter_ns() - start) / count)
+    return float(np.median(samples)), tuple(samples), result
+
+
+def time_lookups(keys: np.ndarray, queries: np.ndarray, model: Model | None, search: str = "bbs", k: int = 3,
+                 repeats: int = 3, expected: int | None = None) -> Timing:
+    """Mean ns per lookup (model + last-mile search) over all queries, in one compiled
+    loop; median of `repeats` runs after a warm-up that compiles. `model=None` with
+    search "bfe" times the Eytzinger layout (it has no window)."""
+    keys = np.ascontiguousarray(keys, dtype=KEY)
+    queries = np.ascontiguousarray(queries, dtype=KEY)
+    expected = expected_checksum(keys, queries) if expected is None else expected
+    if search == "bfe":
+        if model is not None and model.kind != "none":
+            raise ValueError("search 'bfe' has no window: it runs over its own Eytzinger layout, model 'none' only")
+        eytzinger, rank = eytzinger_layout(keys)
+        _bfe_sum(eytzinger, rank, queries[:64])
+        median, samples, checksum = _timed(lambda: _bfe_sum(eytzinger, rank, queries), queries.size, repeats)
+    else:
+        if search not in WINDOWED:
+            raise ValueError(f"unknown search routine {search!r}; valid: {', '.join(WINDOWED)}, bfe")
+        routine, arity = WINDOWED[search], np.int64(k)
+        _lookup_sum(model.window, model.window_state, keys, queries[:64], routine, arity)
+        median, samples, checksum = _timed(
+            lambda: _lookup_sum(model.window, model.window_state, keys, queries, routine, arity),
+            queries.size, repeats)
+    if int(checksum) != expected:
+        raise RuntimeError(f"wrong lookups: sum of positions {int(checksum)} != numpy's {expected} "
+                           f"({model.label if model else search}, {search}); no time is reported")
+    return Timing(median, samples, int(checksum))
+
+
+def time_searchsorted(keys: np.ndarray, queries: np.ndarray, repeats: int = 3) -> float:
+    """ns per lookup of numpy.searchsorted, vectorised over the same random-order queries."""
+    median, _, _ = _timed(lambda: np.searchsorted(keys, queries, side="left"), queries.size, repeats)
+    return median
+
+
+def time_random_read_floor(keys: np.ndarray, count: int, seed: int = 0, repeats: int = 3) -> float:
+    """The physical floor: one random read per query from an array of the table's size (a
+    compiled gather of `count` uniformly random positions)."""
+    positions = np.random.default_rng(seed).integers(0, keys.size, size=count)
+    _gather_sum(keys, positions[:64])
+    median, _, _ = _timed(lambda: _gather_sum(keys, positions), count, repeats)
+    return median
+
+
+def evaluate(keys: np.ndarray, queries: np.ndarray, model: Model, search: str = "bbs", k: int = 3,
+             repeats: int = 3, key_bytes: int = 8, expected: int | None = None) -> dict[str, float]:
+    """Every metric of one model + routine on one table and query set."""
+    timing = time_lookups(keys, queries, model, search, k, repeats, expected)
+    n = keys.size
+    if search == "bfe":
+        mean_window, outside = float(n), 0
+    else:
+        mean_window, outside = _window_stats(model.window, model.window_state, keys, queries)
+    return {
+        "ns_per_lookup": timing.ns_per_lookup,
+        "bytes": float(model.size_bytes),
+        "space_fraction": model.size_bytes / (n * key_bytes),
+        "reduction_factor": 100.0 * (1.0 - mean_window / n),
+        "reduction_factor_train": 100.0 * (1.0 - model.train_window / n),
+        "mean_window": float(mean_window),
+        "avg_log2_error": model.avg_log2_error,
+        "build_ns_per_key": model.build_seconds * 1e9 / n,
+        "fallbacks": float(outside),
+        "n_keys": float(n),
+    }
+
+
+def demo() -> None:
+    from pipeline.workloads.learned_index.data import make_queries, synthetic_keys
+    from pipeline.workloads.learned_index.models import fit_model
+
+    keys = synthetic_keys("lognormal", 750_000)
+    queries = make_queries(keys, 1_000_000)
+    for kind, params in [("none", {}), ("linear", {}), ("ko", {"segments": 15}), ("rmi", {"bits": 14}),
+                         ("pgm", {"epsilon": 64}), ("radix_spline", {}), ("btree", {})]:
+        model = fit_model(kind, keys, **params)
+        print(model.label, evaluate(keys, queries, model, "bbs"))

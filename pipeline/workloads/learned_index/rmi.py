@@ -1,0 +1,363 @@
+"""Two-level recursive model indexes (RMI) with the model types of the RMI optimizer that
+CDFShop uses, its two-phase Pareto search, and the synoptic RMI of seed 001 §3.2.
+
+Written by hand: CDFShop's optimizer is a Rust code generator (learned-systems/RMI) that
+emits C++, not a library one can call from Python. We follow its structure:
+
+- top model (routes a key to one of B leaves): linear, robust_linear (least squares without
+  the 0.01% extreme keys at each end), linear_spline (the line through the first and last
+  key), cubic, loglinear (linear in log(1 + key - min)), radix (the key's leading bits
+  below the common prefix, log2 B of them);
+- leaf models: linear, linear_spline, cubic, loglinear; each leaf keeps its own maximum
+  error, so the window is [p - err, p + err] (one error per leaf, as CDFShop's RMIs store);
+- `optimize_rmi`: phase 1 fits every top/leaf pair at a few branching factors; phase 2
+  fits the pairs on the phase-1 front (size against average log2 error) at every other
+  branching factor 2^6..2^24 the table allows; the result is up to 10 models of the final
+  front, spread by size. The optimizer measures no time (neither does CDFShop's);
+  callers time the returned models (bench, workload artifacts).
+- SY-RMI (§3.2): from the optimizer's fronts on a set of tables, UB = median of branching
+  factor / model bytes, and the top/leaf pair that wins most tables on query time; then for
+  a space bound s the RMI with that pair and B = UB x s x table bytes.
+
+Bytes: the top model's parameters, the key range and scale (3 x 8), then per leaf its
+parameters and its error, 8 bytes each (linear leaf: 24 bytes, as in CDFShop).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from pipeline.workloads.learned_index.models import FLOAT_BYTES, KEY, Model, finish, horner, to_position
+
+TOP_TYPES = ("linear", "robust_linear", "linear_spline", "cubic", "loglinear", "radix")
+LEAF_TYPES = ("linear", "linear_spline", "cubic", "loglinear")
+_TOP_CODE = {name: code for code, name in enumerate(TOP_TYPES)}
+_LEAF_CODE = {name: code for code, name in enumerate(LEAF_TYPES)}
+#: parameters stored per model type (top: its coefficients; leaf: + the error)
+_TOP_PARAMS = {"linear": 2, "robust_linear": 2, "linear_spline": 2, "cubic": 4, "loglinear": 2, "radix": 1}
+_LEAF_PARAMS = {"linear": 2, "linear_spline": 2, "cubic": 6, "loglinear": 2}
+MIN_BITS, MAX_BITS = 6, 24  # branching factors 2^6 .. 2^24, as the RMI optimizer
+
+
+@njit(inline="always")
+def _route(top_code, top, shift, branching, n, diff, u, xs):
+    """Leaf of a key: diff = key - min (uint64), u = float(diff), xs = u x scale in [0, 1]."""
+    if top_code == 5:  # radix: leading bits of key - min
+        return np.int64(min(diff >> shift, np.uint64(branching - 1)))
+    if top_code == 3:
+        position = horner(top, xs)
+    elif top_code == 4:
+        position = top[0] * np.log1p(u) + top[1]
+    else:
+        position = top[0] * xs + top[1]
+    leaf = to_position(position * branching / n, branching - 1)
+    return leaf
+
+
+@njit
+def _rmi_predict(state, q):
+    top_code, top, shift, kmin, kmax, scale, branching, n, leaf_code, rows = state
+    diff = min(max(q, kmin), kmax) - kmin
+    u = float(diff)
+    xs = u * scale
+    leaf = _route(top_code, top, shift, branching, n, diff, u, xs)
+    row = rows[leaf]
+    if leaf_code == 2:  # cubic, in t = (xs - centre) x inverse spread
+        position = horner(row[2:6], (xs - row[0]) * row[1])
+    elif leaf_code == 3:
+        position = row[0] * np.log1p(u) + row[1]
+    else:
+        position = row[0] * xs + row[1]
+    return to_position(position, n), leaf
+
+
+@njit
+def _rmi_window(state, q):
+    position, leaf = _rmi_predict(state, q)
+    error = np.int64(state[9][leaf, -1])
+    return max(np.int64(0), position - error), min(state[7], position + error)
+
+
+@njit
+def _route_all(top_code, top, shift, kmin, scale, branching, n, keys):
+    leaves = np.empty(keys.size, dtype=np.int64)
+    for i in range(keys.size):
+        diff = keys[i] - kmin
+        u = float(diff)
+        leaves[i] = _route(top_code, top, shift, branching, n, diff, u, u * scale)
+    return leaves
+
+
+# ---------------------------------------------------------------- fitting
+
+
+def _line(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares line (slope, intercept), centred for stability."""
+    xm, ym = x.mean(), y.mean()
+    sxx = np.dot(x - xm, x - xm)
+    slope = np.dot(x - xm, y - ym) / sxx if sxx > 0 else 0.0
+    return np.array([slope, ym - slope * xm])
+
+
+def _fit_top(top_type: str, u: np.ndarray, xs: np.ndarray, positions: np.ndarray, bits: int, kmax_u: float):
+    n = positions.size
+    if top_type == "linear":
+        return _line(xs, positions), 0
+    if top_type == "robust_linear":
+        cut = max(1, int(n * 1e-4))
+        inner = slice(cut, n - cut) if n > 2 * cut + 1 else slice(None)
+        return _line(xs[inner], positions[inner]), 0
+    if top_type == "linear_spline":
+        return np.array([float(n - 1), 0.0]), 0
+    if top_type == "cubic":
+        t = 2 * xs - 1  # fit in [-1, 1], then expand to xs
+        with warnings.catch_warnings():  # a tiny table is poorly conditioned; the errors say how well it fits
+            warnings.simplefilter("ignore", np.exceptions.RankWarning)
+            c = np.polynomial.polynomial.polyfit(t, positions, 3)
+        # p(t) with t = 2 xs - 1  ->  coefficients in xs (highest first, for horner)
+        in_xs = np.polynomial.polynomial.Polynomial(c)(np.polynomial.polynomial.Polynomial([-1.0, 2.0]))
+        coef = np.zeros(4)
+        low_first = in_xs.coef
+        coef[4 - low_first.size:] = low_first[::-1]
+        return coef, 0
+    if top_type == "loglinear":
+        return _line(np.log1p(u), positions), 0
+    if top_type == "radix":
+        span_bits = int(kmax_u).bit_length() if kmax_u > 0 else 1
+        return np.zeros(1), max(0, span_bits - bits)
+    raise ValueError(f"unknown RMI top model {top_type!r}; valid: {', '.join(TOP_TYPES)}")
+
+
+def _grouped_line(leaves, x, y, branching):
+    """Per-leaf least-squares lines by two-pass centred sums."""
+    count = np.bincount(leaves, minlength=branching).astype(np.float64)
+    safe = np.maximum(count, 1)
+    xm = np.bincount(leaves, x, branching) / safe
+    ym = np.bincount(leaves, y, branching) / safe
+    dx = x - xm[leaves]
+    sxx = np.bincount(leaves, dx * dx, branching)
+    sxy = np.bincount(leaves, dx * (y - ym[leaves]), branching)
+    slope = np.divide(sxy, sxx, out=np.zeros(branching), where=sxx > 0)
+    return slope, ym - slope * xm, count
+
+
+def _fit_leaves(leaf_type, leaves, u, xs, positions, branching, n):
+    """(branching, params + 1) rows: each leaf's parameters and a slot for its error."""
+    width = _LEAF_PARAMS[leaf_type] + 1
+    rows = np.zeros((branching, width))
+    if leaf_type in ("linear", "loglinear"):
+        x = xs if leaf_type == "linear" else np.log1p(u)
+        rows[:, 0], rows[:, 1], count = _grouped_line(leaves, x, positions, branching)
+    elif leaf_type == "linear_spline":
+        count = np.bincount(leaves, minlength=branching).astype(np.float64)
+        first = np.full(branching, n, dtype=np.int64)
+        last = np.full(branching, -1, dtype=np.int64)
+        index = np.arange(n)
+        np.minimum.at(first, leaves, index)
+        np.maximum.at(last, leaves, index)
+        filled = count > 0
+        x0, x1 = xs[first[filled]], xs[last[filled]]
+        y0, y1 = positions[first[filled]], positions[last[filled]]
+        dx = x1 - x0
+        slope = np.divide(y1 - y0, dx, out=np.zeros(dx.size), where=dx > 0)
+        rows[filled, 0] = slope
+        rows[filled, 1] = y0 - slope * x0
+    else:  # cubic in t = (xs - mean) / spread, per leaf
+        count = np.bincount(leaves, minlength=branching).astype(np.float64)
+        safe = np.maximum(count, 1)
+        centre = np.bincount(leaves, xs, branching) / safe
+        dx = xs - centre[leaves]
+        spread = np.sqrt(np.bincount(leaves, dx * dx, branching) / safe)
+        inverse = np.divide(1.0, spread, out=np.zeros(branching), where=spread > 0)
+        t = dx * inverse[leaves]
+        powers = np.stack([np.bincount(leaves, t**j, branching) for j in range(7)], axis=1)
+        moments = np.stack([np.bincount(leaves, t**j * positions, branching) for j in range(4)], axis=1)
+        normal = np.stack([powers[:, i:i + 4] for i in range(4)], axis=1)  # (B, 4, 4) Hankel
+        normal = normal + np.eye(4) * 1e-9 * np.maximum(powers[:, :1, None], 1)  # ridge: leaves of < 4 keys
+        low_first = np.linalg.solve(normal, moments[..., None])[..., 0]
+        rows[:, 0], rows[:, 1] = centre, inverse
+        rows[:, 2:6] = low_first[:, ::-1]
+    # an empty leaf predicts where the next filled leaf starts: right for monotone routing
+    empty = count == 0
+    if empty.any():
+        first = np.full(branching, n, dtype=np.int64)
+        np.minimum.at(first, leaves, np.arange(n))
+        next_start = np.minimum.accumulate(first[::-1])[::-1]
+        rows[empty] = 0.0
+        if leaf_type == "cubic":
+            rows[empty, 5] = next_start[empty]
+        else:
+            rows[empty, 1] = next_start[empty]
+    return rows
+
+
+def fit_rmi(keys: np.ndarray, top: str = "linear_spline", leaf: str = "linear", bits: int | None = 14,
+            branching: int | None = None) -> Model:
+    """A two-level RMI with `branching` leaves (default 2^bits; capped at the table size)."""
+    started = time.perf_counter()
+    if top not in _TOP_CODE:
+        raise ValueError(f"unknown RMI top model {top!r}; valid: {', '.join(TOP_TYPES)}")
+    if leaf not in _LEAF_CODE:
+        raise ValueError(f"unknown RMI leaf model {leaf!r}; valid: {', '.join(LEAF_TYPES)}")
+    keys = np.ascontiguousarray(keys, dtype=KEY)
+    n = keys.size
+    branching = int(branching if branching else 2 ** int(bits))
+    if branching < 1:
+        raise ValueError(f"branching factor must be >= 1, got {branching}")
+    branching = min(branching, n)
+    kmin, kmax = keys[0], keys[-1]
+    u = (keys - kmin).astype(np.float64)
+    kmax_u = float(kmax - kmin)
+    scale = 1.0 / kmax_u if kmax_u > 0 else 0.0
+    xs = u * scale
+    positions = np.arange(n, dtype=np.float64)
+    route_bits = max(1, int(np.ceil(np.log2(branching)))) if branching > 1 else 1
+    top_params, shift = _fit_top(top, u, xs, positions, route_bits, kmax_u)
+    top_params = np.ascontiguousarray(top_params, dtype=np.float64)
+    leaves = _route_all(_TOP_CODE[top], top_params, np.uint64(shift), kmin, scale, np.int64(branching),
+                        np.int64(n), keys)
+    rows = _fit_leaves(leaf, leaves, u, xs, positions, branching, n)
+    state = (np.int64(_TOP_CODE[top]), top_params, np.uint64(shift), kmin, kmax, scale, np.int64(branching),
+             np.int64(n), np.int64(_LEAF_CODE[leaf]), rows)
+
+    def pack(err_lo, err_hi):
+        rows[:, -1] = np.maximum(err_lo, err_hi)  # one symmetric error per leaf
+        return state
+
+    param_bytes = (_TOP_PARAMS[top] + 3) * FLOAT_BYTES + branching * (_LEAF_PARAMS[leaf] + 1) * FLOAT_BYTES
+    params = {"top": top, "leaf": leaf, "branching": branching}
+    return finish("rmi", keys, _rmi_predict, state, branching, param_bytes, params, started,
+                  window=_rmi_window, pack=pack)
+
+
+# ---------------------------------------------------------------- CDFShop's two-phase search
+
+
+@dataclass(frozen=True)
+class RmiCandidate:
+    top: str
+    leaf: str
+    branching: int
+    size_bytes: int
+    avg_log2_error: float
+    phase: int
+
+
+def pareto_indices(costs: np.ndarray) -> np.ndarray:
+    """Indices of the non-dominated rows of `costs` (all minimised), in input order."""
+    keep = []
+    for i, row in enumerate(costs):
+        dominated = np.any(np.all(costs <= row, axis=1) & np.any(costs < row, axis=1))
+        if not dominated:
+            keep.append(i)
+    return np.array(keep, dtype=np.int64)
+
+
+def _bits_range(n: int) -> list[int]:
+    """Branching exponents the table allows: 2^6 .. 2^24, at most n/2 leaves."""
+    top = min(MAX_BITS, max(MIN_BITS, int(np.floor(np.log2(max(n // 2, 2))))))
+    return list(range(MIN_BITS, top + 1))
+
+
+def optimize_rmi(keys: np.ndarray, phase1_bits: tuple[int, ...] | None = None, max_models: int = 10,
+                 top_types: tuple[str, ...] = TOP_TYPES, leaf_types: tuple[str, ...] = LEAF_TYPES,
+                 bits: list[int] | None = None) -> list[RmiCandidate]:
+    """CDFShop's RMI optimizer, two phases (module docstring). Returns up to `max_models`
+    candidates of the final front of (size, average log2 error), smallest first; every
+    candidate tried is in `optimize_rmi.last_tried` for reports."""
+    keys = np.ascontiguousarray(keys, dtype=KEY)
+    bits = bits or _bits_range(keys.size)
+    if phase1_bits is None:  # a few spread over the range, as the optimizer's first pass
+        phase1_bits = tuple(sorted({bits[0], bits[len(bits) // 2], bits[-1]}))
+    tried: list[RmiCandidate] = []
+
+    def trial(top, leaf, b, phase):
+        model = fit_rmi(keys, top, leaf, bits=b)
+        tried.append(RmiCandidate(top, leaf, model.params["branching"], model.size_bytes,
+                                  model.avg_log2_error, phase))
+
+    for top in top_types:
+        for leaf in leaf_types:
+            for b in phase1_bits:
+                trial(top, leaf, b, 1)
+    costs = np.array([[c.size_bytes, c.avg_log2_error] for c in tried])
+    front_pairs = {(tried[i].top, tried[i].leaf) for i in pareto_indices(costs)}
+    for top, leaf in sorted(front_pairs):
+        for b in bits:
+            if b not in phase1_bits:
+                trial(top, leaf, b, 2)
+    costs = np.array([[c.size_bytes, c.avg_log2_error] for c in tried])
+    front = sorted((tried[i] for i in pareto_indices(costs)), key=lambda c: c.size_bytes)
+    if len(front) > max_models:  # spread the kept models over the front's sizes
+        picks = np.unique(np.round(np.linspace(0, len(front) - 1, max_models)).astype(int))
+        front = [front[i] for i in picks]
+    optimize_rmi.last_tried = tried
+    return front
+
+
+optimize_rmi.last_tried = []
+
+
+# ---------------------------------------------------------------- synoptic RMI (SY-RMI, §3.2)
+
+
+@dataclass(frozen=True)
+class Synopsis:
+    """What SY-RMI keeps from the optimizer's fronts: branching factor per byte (UB) and
+    the top/leaf pair that was fastest on most tables (relative majority)."""
+
+    units_per_byte: float
+    top: str
+    leaf: str
+    votes: dict
+
+
+def mine_synopsis(tables: list[np.ndarray], query_fraction: float = 0.01, seed: int = 0,
+                  fronts: list[list[RmiCandidate]] | None = None, search: str = "bbs") -> Synopsis:
+    """Seed 001 §3.2/§4: UB = median over every returned RMI of branching / bytes; the
+    winner pair by relative majority of the fastest RMI per table, timed on queries of
+    1% of the seed's query count (1M), drawn from each table."""
+    from pipeline.workloads.learned_index.data import make_queries
+    from pipeline.workloads.learned_index.measure import time_lookups
+
+    fronts = fronts or [optimize_rmi(keys) for keys in tables]
+    ratios, votes = [], {}
+    for keys, front in zip(tables, fronts):
+        queries = make_queries(keys, max(1000, int(1_000_000 * query_fraction)), seed=seed)
+        best = None
+        for c in front:
+            ratios.append(c.branching / c.size_bytes)
+            model = fit_rmi(keys, c.top, c.leaf, branching=c.branching)
+            ns = time_lookups(keys, queries, model, search, repeats=1).ns_per_lookup
+            if best is None or ns < best[0]:
+                best = (ns, (c.top, c.leaf))
+        votes[best[1]] = votes.get(best[1], 0) + 1
+    (top, leaf), _ = max(votes.items(), key=lambda item: (item[1], item[0] == ("linear_spline", "linear")))
+    return Synopsis(float(np.median(ratios)), top, leaf, {f"{t}/{l}": v for (t, l), v in votes.items()})
+
+
+def fit_sy_rmi(keys: np.ndarray, space_bound: float = 0.02, synopsis: Synopsis | None = None,
+               units_per_byte: float | None = None, top: str | None = None, leaf: str | None = None,
+               key_bytes: int = 8) -> Model:
+    """SY-RMI with a space bound (a fraction of the table's bytes: the seed uses 0.05%,
+    0.7% and 2%). Without a synopsis (or UB/top/leaf given), it is mined from this table
+    alone; the seed mines it from all tables of the same memory level."""
+    started = time.perf_counter()
+    if not 0 < space_bound <= 1:
+        raise ValueError(f"space_bound must be in (0, 1], got {space_bound}")
+    keys = np.ascontiguousarray(keys, dtype=KEY)
+    if synopsis is None and (units_per_byte is None or top is None or leaf is None):
+        synopsis = mine_synopsis([keys])
+    if synopsis is not None:
+        units_per_byte, top, leaf = synopsis.units_per_byte, synopsis.top, synopsis.leaf
+    branching = max(1, int(units_per_byte * space_bound * keys.size * key_bytes))
+    model = fit_rmi(keys, top, leaf, branching=branching)
+    model.kind = "sy_rmi"
+    model.params = {"space_bound": space_bound, "top": top, "leaf": leaf, "branching": model.params["branching"]}
+    model.build_seconds = time.perf_counter() - started
+    return model
