@@ -125,9 +125,11 @@ class EnsembleDecoder(nn.Module):
     brick's mean load (bucket / slots) and in log scale, so one brick serves any stream
     length; besides the mean-pooled set, the sorted per-row ratios read/embedding go to the
     MLP (a fixed-size, order-free view that keeps the minimum and its runners-up); and the
-    output is a fraction of the rule-based estimate, `rule * sigmoid(z)`: the authors clamp
-    the neural estimate to at most the rule-based one at query time (their
-    Cluster.dec_query), building the clamp in keeps training stable."""
+    output is a correction of the rule-based estimate in units of the load,
+    `rule - load * z`, with the last layer started at zero so that training starts from
+    the rule-based estimate (the authors' output is linear in counts too; a bounded form
+    such as rule * sigmoid(z) saturated in our runs and never left the rule-based
+    estimate). Query clamps it to [0, rule], as the authors' Cluster.dec_query does."""
 
     def __init__(self, depth: int, stream_features: int = 6) -> None:
         super().__init__()
@@ -135,7 +137,8 @@ class EnsembleDecoder(nn.Module):
         self.element = _mlp([3, 8, 16, 16], last_activation=True)
         self.body = _mlp([16 + context, 32, 16], last_activation=True)
         self.head = _mlp([16 + context, 8, 4, 1])
-        self.bias = 3.0  # sigmoid(3) ~ 0.95: start close to the rule-based estimate
+        nn.init.zeros_(self.head[-1].weight)  # start exactly at the rule-based estimate
+        nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, read: torch.Tensor, embedding: torch.Tensor, rule: torch.Tensor,
                 bucket: torch.Tensor, stream: torch.Tensor, slots: int) -> torch.Tensor:
@@ -147,7 +150,7 @@ class EnsembleDecoder(nn.Module):
                              torch.log(load), stream], dim=-1)
         hidden = self.body(torch.cat([pooled, context], dim=-1))
         z = self.head(torch.cat([hidden, context], dim=-1)).squeeze(-1)
-        return rule * torch.sigmoid(z + self.bias)
+        return rule - load[:, 0] * z
 
 
 @dataclass
@@ -250,11 +253,19 @@ class LegoSketch(nn.Module):
         count to the brick's bucket. `bricks` overrides routing (training: one task per
         brick). With `grad`, the write stays in the autograd graph (the authors' write is
         not: they add to `.data`), and a new memory tensor is returned instead of in-place."""
-        if bricks is None:
-            bricks = self.route(items, state.brick_count)
         if counts is None:
             counts = torch.ones(items.shape[0], device=state.memory.device)
         counts = counts.to(state.memory.dtype)
+        if bricks is None and not (grad and torch.is_grad_enabled()) and self._use_kernels(state):
+            from pipeline.workloads.lego import kernels
+
+            bucket = state.bucket.clone()
+            kernels.store_kernel(items.contiguous().numpy(), counts.contiguous().numpy(),
+                                 self.basis.detach().numpy(), *self._hash_arrays(),
+                                 self.ablations.normalize, state.memory.numpy(), bucket.numpy())
+            return BrickMemory(state.memory, bucket)
+        if bricks is None:
+            bricks = self.route(items, state.brick_count)
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             values = (self.embed(items) * counts[:, None]).reshape(-1)
             flat = self._flat_index(items, bricks).reshape(-1)
@@ -265,6 +276,28 @@ class LegoSketch(nn.Module):
                 memory.view(-1).index_add_(0, flat, values.detach())
         bucket = state.bucket.index_add(0, bricks, counts)
         return BrickMemory(memory, bucket)
+
+    #: use the numba kernels for no-grad Store and Query on CPU (False: torch reference path)
+    use_kernels: bool = True
+
+    def _use_kernels(self, state: BrickMemory) -> bool:
+        return (self.use_kernels and self.geometry.embedding == "hash" and state.memory.device.type == "cpu"
+                and state.memory.dtype == torch.float32 and self.basis.dtype == torch.float32)
+
+    def _hash_arrays(self) -> tuple[np.ndarray, ...]:
+        return tuple(t.cpu().numpy() for t in (self.embed_mult, self.embed_add, self.address_mult,
+                                               self.address_add, self.brick_mult, self.brick_add))
+
+    def _fast_read(self, state: BrickMemory, items: torch.Tensor):
+        from pipeline.workloads.lego import kernels
+
+        n, depth = items.shape[0], self.geometry.depth
+        read, embedding = torch.empty(n, depth), torch.empty(n, depth)
+        bricks, rule = torch.empty(n, dtype=torch.int64), torch.empty(n)
+        kernels.read_kernel(items.contiguous().numpy(), self.basis.detach().numpy(), *self._hash_arrays(),
+                            self.ablations.normalize, state.memory.numpy(), read.numpy(), embedding.numpy(),
+                            bricks.numpy(), rule.numpy())
+        return bricks, read, embedding, rule
 
     def read(self, state: BrickMemory, items: torch.Tensor, bricks: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -317,12 +350,13 @@ class LegoSketch(nn.Module):
         out = []
         for start in range(0, items.shape[0], chunk):  # bounded memory; one op per chunk
             part = items[start:start + chunk]
-            bricks, read, embedding, rule = self.read(state, part)
+            bricks, read, embedding, rule = (self._fast_read(state, part) if self._use_kernels(state)
+                                             else self.read(state, part))
             if mode == "rule":
                 out.append(rule)
                 continue
             neural = self.decoder(read, embedding, rule, state.bucket[bricks], stream[bricks], self.geometry.slots)
-            out.append(torch.where(use_neural[bricks], torch.minimum(neural, rule), rule))
+            out.append(torch.where(use_neural[bricks], torch.minimum(neural, rule).clamp_min(0.0), rule))
         if not out:
             return torch.zeros(0, device=state.memory.device)
         return torch.cat(out)

@@ -34,6 +34,7 @@ class TrainConfig:
     aux_weight: float = 0.1  # weight of the reconstruction loss (authors: 0.1)
     grad_through_write: bool = False  # authors: the write is outside the graph
     clip_norm: float = 10.0  # gradient clipping (authors: 10)
+    guide_epsilon: float = 0.01  # floor of the guide, relative to each metric's scale (see SelfGuidedLoss)
     report_every: int = 25  # steps between reports
     seed: int = 0
 
@@ -48,9 +49,14 @@ class SelfGuidedLoss(nn.Module):
     """seed 003 §3.2: each error metric (ARE, AAE, MSE) of the neural estimate on a
     meta-task is divided by the same metric of the rule-based estimate on that task (the
     guide), squared, and weighted by learnable uncertainty weights; the reconstruction
-    loss of skew and distinct items is added with weight `aux_weight`."""
+    loss of skew and distinct items is added with weight `aux_weight`.
 
-    def __init__(self, self_guided: bool = True, aux_weight: float = 0.1, epsilon: float = 1e-3) -> None:
+    The guide gets a floor `epsilon x scale` with scale (1, mean count, mean count^2) for
+    (ARE, AAE, MSE): the authors add an absolute 0.001, which on tasks the rule-based read
+    gets almost exactly makes the ratios explode (losses of 1e9 in our CPU runs) and lets
+    those tasks drown the rest; a relative floor keeps the weighting scale-free."""
+
+    def __init__(self, self_guided: bool = True, aux_weight: float = 0.1, epsilon: float = 0.01) -> None:
         super().__init__()
         self.self_guided = self_guided
         self.aux_weight = aux_weight
@@ -73,8 +79,10 @@ class SelfGuidedLoss(nn.Module):
         neural_metrics = metrics(neural)
         if self.self_guided:
             with torch.no_grad():
-                guide = metrics(rule)
-            main = _uncertainty_weighted(self.metric_weights, (neural_metrics / (guide + self.epsilon)).square()).mean()
+                mean_count = per_task(truth)
+                scale = torch.stack([torch.ones_like(mean_count), mean_count, mean_count.square()], -1)
+                guide = metrics(rule) + self.epsilon * scale
+            main = _uncertainty_weighted(self.metric_weights, (neural_metrics / guide).square()).mean()
         else:  # conventional: batch-averaged metrics with learnable weights only
             main = _uncertainty_weighted(self.metric_weights, neural_metrics.mean(0))
         if skew_pred is None:
@@ -101,7 +109,7 @@ def train_brick(model: LegoSketch, config: TrainConfig, device: str = "cpu",
     gets {"loss", "val_are_neural", "val_are_rule"} and the step."""
     rng = np.random.default_rng([config.seed, 11])
     torch.manual_seed(config.seed)
-    loss_fn = loss_fn or SelfGuidedLoss(config.self_guided, config.aux_weight)
+    loss_fn = loss_fn or SelfGuidedLoss(config.self_guided, config.aux_weight, config.guide_epsilon)
     loss_fn.to(device)
     embed_params = [p for n, p in model.named_parameters() if (n.startswith("basis") or n.startswith("embed")) and p.requires_grad]
     main_params = [p for n, p in model.named_parameters() if not (n.startswith("basis") or n.startswith("embed")) and p.requires_grad]

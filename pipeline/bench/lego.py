@@ -1,0 +1,103 @@
+"""Store and Query throughput of the Lego sketch on CPU (and GPU where present), batched,
+next to our CountMin at the same bytes (seed 003 §5.4).
+
+    python -m pipeline.bench lego --json out.json [--items 2000000 --bricks 12]
+
+Rows: lego_store, lego_query (every item through the neural decoder: the ensemble's
+slowest path), lego_query_rule (the rule-based read only), countmin_update,
+countmin_query; each with items_per_s (median over repeats, one timed call per batch
+loop, no per-item Python).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from pipeline.workloads.lego.model import BrickGeometry, LegoSketch, load_brick
+from pipeline.workloads.sketches import CountMin, zipf_stream
+
+
+def _median_rate(fn, items: int, repeats: int) -> tuple[float, float]:
+    fn()  # warm-up (allocations, lazy init)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return items / median, median
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(prog="pipeline.bench lego", description=__doc__.split("\n")[0])
+    parser.add_argument("--items", type=int, default=2_000_000, help="stream length (unit arrivals)")
+    parser.add_argument("--universe", type=int, default=100_000, help="distinct items of the Zipf stream")
+    parser.add_argument("--alpha", type=float, default=1.1, help="Zipf skew of the stream")
+    parser.add_argument("--bricks", type=int, default=12, help="brick count (12 x 100 KB = 1.2 MB)")
+    parser.add_argument("--batch", type=int, default=1 << 20, help="items per Store/Query call")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--checkpoint", default="", help="a trained brick.pt (default: untrained, same cost)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_brick(args.checkpoint, device=args.device) if args.checkpoint else LegoSketch(BrickGeometry()).to(args.device)
+    model.eval()
+    stream = zipf_stream(args.universe, args.alpha, args.items, seed=0).astype(np.int64)
+    x = torch.from_numpy(stream).to(args.device)
+    batches = [x[i:i + args.batch] for i in range(0, len(x), args.batch)]
+    n_bytes = args.bricks * model.geometry.brick_bytes
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+
+    def store():
+        state = model.new_memory(args.bricks, device=args.device)
+        with torch.no_grad():
+            for batch in batches:
+                model.store(state, batch)
+        sync()
+        return state
+
+    state = store()
+
+    def query(mode):
+        def go():
+            for batch in batches:
+                model.query(state, batch, mode=mode)
+            sync()
+        return go
+
+    rows = []
+    common = {"device": args.device, "bytes": n_bytes, "batch": args.batch, "threads": torch.get_num_threads()}
+    for method, fn in (("lego_store", store), ("lego_query", query("neural")), ("lego_query_rule", query("rule"))):
+        rate, seconds = _median_rate(fn, args.items, args.repeats)
+        rows.append({"method": method, "items_per_s": rate, "seconds": seconds, **common})
+    sketch = CountMin.for_bytes(n_bytes, depth=3)
+    chunks = [stream[i:i + args.batch] for i in range(0, len(stream), args.batch)]
+
+    def cm_update():
+        for chunk in chunks:
+            sketch.update(chunk)
+
+    def cm_query():
+        for chunk in chunks:
+            sketch.query(chunk)
+
+    for method, fn in (("countmin_update", cm_update), ("countmin_query", cm_query)):
+        rate, seconds = _median_rate(fn, args.items, args.repeats)
+        rows.append({"method": method, "items_per_s": rate, "seconds": seconds, **common, "device": "cpu"})
+    by_name = {row["method"]: row["items_per_s"] for row in rows}
+    rows[0]["ratio_to_countmin"] = by_name["lego_store"] / by_name["countmin_update"]
+    rows[1]["ratio_to_countmin"] = by_name["lego_query"] / by_name["countmin_query"]
+    rows[2]["ratio_to_countmin"] = by_name["lego_query_rule"] / by_name["countmin_query"]
+    return rows
+
+
+if __name__ == "__main__":
+    for row in main():
+        print(row)
