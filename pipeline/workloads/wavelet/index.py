@@ -30,37 +30,38 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from pipeline.workloads.learned_index import models as li_models
 from pipeline.workloads.wavelet.tree import MAX_N, WaveletMapping, access_one
 
 MAPPINGS = ("wavelet", "permutation", "sorted_copy")
 _KIND = {name: code for code, name in enumerate(MAPPINGS)}
 
 
+KEY = li_models.KEY  # uint64: the key type of the learned-index models (issue 3)
+
+
+def as_key_array(values, what: str = "keys") -> np.ndarray:
+    """`values` as a contiguous uint64 array, or a one-line ValueError: the index type holds
+    unsigned integers below 2^64 only (no floats, negatives or Python ints beyond 64 bits)."""
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise ValueError(f"{what}: expected a 1-D array, got shape {values.shape}")
+    if values.dtype.kind not in "iu" and not (values.dtype.kind == "b" and values.size == 0):
+        raise ValueError(f"{what}: dtype {values.dtype} cannot be held by the index type uint64 "
+                         "(need unsigned integers below 2^64)")
+    if values.dtype.kind == "i" and values.size and values.min() < 0:
+        raise ValueError(f"{what}: negative value {values.min()} cannot be held by the index type uint64")
+    return np.ascontiguousarray(values, dtype=KEY)
+
+
 def validate_keys(keys) -> np.ndarray:
-    """The table as a 1-D numeric array, or a one-line ValueError naming what is wrong."""
-    keys = np.asarray(keys)
-    if keys.ndim != 1:
-        raise ValueError(f"keys: expected a 1-D array, got shape {keys.shape}")
+    """The table as uint64, or a one-line ValueError naming what is wrong."""
+    keys = as_key_array(keys, "keys")
     if keys.size == 0:
         raise ValueError("keys: the table is empty; nothing to index")
     if keys.size > MAX_N:
         raise ValueError(f"keys: {keys.size} rows; positions are 32-bit, at most {MAX_N}")
-    if keys.dtype.kind not in "iuf":
-        raise ValueError(f"keys: dtype {keys.dtype} cannot be indexed; need integer or float keys (up to 64 bits)")
-    if keys.dtype.kind == "f" and not np.isfinite(keys).all():
-        raise ValueError("keys: NaN or infinite keys cannot be ordered")
-    return np.ascontiguousarray(keys)
-
-
-def cast_queries(queries, dtype: np.dtype) -> np.ndarray:
-    """Queries in the key type; a ValueError if a value does not survive the cast."""
-    queries = np.asarray(queries)
-    if queries.dtype.kind not in "iuf":
-        raise ValueError(f"queries: dtype {queries.dtype} cannot be compared with {dtype} keys")
-    cast = np.ascontiguousarray(queries, dtype=dtype)
-    if queries.size and not np.array_equal(cast.astype(queries.dtype), queries):
-        raise ValueError(f"queries: some values do not fit the key type {dtype}")
-    return cast
+    return keys
 
 
 # ----------------------------------------------------------------------------- the kernel
@@ -105,7 +106,10 @@ def _lower_bound(q, a, b, token_b, kind, data, perm, positions, levels, bits, ra
 def _lookup_kernel(queries, lo_arr, hi_arr, out, kind, n, data, perm, positions, levels, bits,
                    rank_kind, sample_log2, digit_words, digit_off, rank_words, rank_off,
                    rank_width, block_counts, super_counts, n_blocks, n_super):
-    """All lookups in one loop; returns the total number of probes (mapping accesses)."""
+    """All last-mile searches in one loop; returns the total number of probes (mapping
+    accesses). The windows come from the model's own compiled batch loop
+    (`Model.search_bounds`): taking the model's window function here instead would
+    recompile this kernel for every model kind and defeat numba's disk cache."""
     total = 0
     for k in range(queries.shape[0]):
         q = queries[k]
@@ -155,14 +159,14 @@ def _lookup_kernel(queries, lo_arr, hi_arr, out, kind, n, data, perm, positions,
 class UnsortedIndex:
     """Lookups over an unsorted table through a mapping, guided by an optional model.
 
-    Build with `UnsortedIndex.build(keys, mapping=..., model=...)`. `model` is any object
-    with `search_bounds(queries) -> (lo, hi)` (answer in [lo, hi]) and `size_bytes`, or
-    None for a binary search over the whole table.
+    Build with `UnsortedIndex.build(keys, mapping=..., model=...)`. `model` is a fitted
+    `pipeline.workloads.learned_index.models.Model` (its compiled window runs inside the
+    lookup loop; answer in [lo, hi]) or None for a binary search over the whole table.
     """
 
-    keys: np.ndarray  # the table, in arrival order (sorted copy for mapping="sorted_copy")
+    keys: np.ndarray  # the table (uint64), in arrival order (sorted copy for mapping="sorted_copy")
     mapping: str
-    model: object | None
+    model: li_models.Model
     tree: WaveletMapping | None = None
     perm: np.ndarray | None = None  # uint32 sorted rank -> original position
     positions: np.ndarray | None = None  # uint32, for "sorted_copy"
@@ -171,7 +175,8 @@ class UnsortedIndex:
     @staticmethod
     def build(keys, mapping: str = "wavelet", model=None, order: np.ndarray | None = None,
               arity: int = 16, rank: str = "sampled", sample_rate: int = 512) -> UnsortedIndex:
-        """`order`: the stable argsort of keys if already known; `model`: fitted on keys[order]."""
+        """`order`: the stable argsort of keys if already known; `model`: fitted on
+        keys[order] (None: the whole table is the window, i.e. plain binary search)."""
         if mapping not in MAPPINGS:
             raise ValueError(f"mapping must be one of {MAPPINGS}, got {mapping!r}")
         keys = validate_keys(keys)
@@ -180,6 +185,8 @@ class UnsortedIndex:
             order = np.argsort(keys, kind="stable")  # equal keys keep arrival order
         t_sort = time.perf_counter() - t0
         t0 = time.perf_counter()
+        if model is None:
+            model = li_models.fit_none(keys)
         index = UnsortedIndex(keys, mapping, model)
         if mapping == "wavelet":
             index.tree = WaveletMapping.build(order, arity=arity, rank=rank, sample_rate=sample_rate)
@@ -204,101 +211,39 @@ class UnsortedIndex:
         return self.n * (8 * self.keys.itemsize + 32)  # a second copy of the keys + positions
 
     def model_bits(self) -> int:
-        return 0 if self.model is None else 8 * int(self.model.size_bytes)
-
-    def bounds(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.model is None:
-            return np.zeros(queries.size, np.int64), np.full(queries.size, self.n, np.int64)
-        lo, hi = self.model.search_bounds(queries)
-        return np.ascontiguousarray(lo, dtype=np.int64), np.ascontiguousarray(hi, dtype=np.int64)
+        return 8 * int(self.model.size_bytes)
 
     def _kernel_args(self) -> tuple:
         empty32 = np.zeros(1, np.uint32)
-        if self.tree is not None:
-            tree_args = self.tree.kernel_args
-        else:
-            dummy = WaveletMapping.build(np.zeros(1, np.int64), arity=2)
-            tree_args = dummy.kernel_args
+        tree = self.tree if self.tree is not None else _DUMMY_TREE
         perm = self.perm if self.perm is not None else empty32
         positions = self.positions if self.positions is not None else empty32
-        return (_KIND[self.mapping], self.n, self.keys, perm, positions) + tree_args
+        return (_KIND[self.mapping], self.n, self.keys, perm, positions) + tree.kernel_args
 
-    def lookup_with_bounds(self, queries: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, int]:
-        """(original positions, total probes): the compiled loop alone, bounds given."""
+    def search(self, queries: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, int]:
+        """(original positions, total probes) of uint64 queries with their model windows."""
         out = np.empty(queries.size, dtype=np.int64)
         probes = _lookup_kernel(queries, lo, hi, out, *self._kernel_args())
         return out, int(probes)
 
+    def lookup_counted(self, queries: np.ndarray) -> tuple[np.ndarray, int]:
+        """(original positions, total probes): the model's window loop, then the search loop."""
+        lo, hi = self.model.search_bounds(queries)
+        return self.search(queries, lo, hi)
+
     def lookup(self, queries) -> np.ndarray:
         """Original position of each query's lower bound (-1: every key is smaller)."""
-        queries = cast_queries(queries, self.keys.dtype)
-        lo, hi = self.bounds(queries)
-        return self.lookup_with_bounds(queries, lo, hi)[0]
+        return self.lookup_counted(as_key_array(queries, "queries"))[0]
 
 
-# ----------------------------------------------------------------------------- fallback model
+_DUMMY_TREE = WaveletMapping.build(np.zeros(1, np.int64), arity=2)  # fills the kernel's tree slots
 
 
-@dataclass
-class SegmentedLinearModel:
-    """Fallback model if pipeline.workloads.learned_index.models is missing: the sorted
-    keys cut into `segments` equal runs, a least-squares line per run, its max error.
-    search_bounds returns [lo, hi] holding the lower bound of any query (lines with a
-    negative slope are clamped to flat, so each segment's prediction is monotone)."""
-
-    first_keys: np.ndarray
-    slope: np.ndarray
-    intercept: np.ndarray
-    err_lo: np.ndarray
-    err_hi: np.ndarray
-    n: int
-
-    @staticmethod
-    def fit(sorted_keys: np.ndarray, segments: int = 1) -> SegmentedLinearModel:
-        n = sorted_keys.size
-        segments = max(1, min(segments, n))
-        x = sorted_keys.astype(np.float64)
-        y = np.arange(n, dtype=np.float64)
-        seg = (np.arange(n) * segments) // n
-        first = np.searchsorted(seg, np.arange(segments))
-        count = np.bincount(seg, minlength=segments).astype(np.float64)
-        xm = np.bincount(seg, x, segments) / count
-        ym = np.bincount(seg, y, segments) / count
-        dx = x - xm[seg]
-        sxx = np.bincount(seg, dx * dx, segments)
-        sxy = np.bincount(seg, dx * (y - ym[seg]), segments)
-        slope = np.where(sxx > 0, sxy / np.where(sxx > 0, sxx, 1.0), 0.0).clip(min=0.0)
-        intercept = ym - slope * xm
-        # lower-bound rank of each key = first position of its run of equal keys
-        lb = np.searchsorted(sorted_keys, sorted_keys, side="left").astype(np.float64)
-        resid = slope[seg] * x + intercept[seg] - lb
-        err_lo = np.zeros(segments)
-        err_hi = np.zeros(segments)
-        np.maximum.at(err_lo, seg, resid)
-        np.maximum.at(err_hi, seg, -resid)
-        return SegmentedLinearModel(sorted_keys[first].copy(), slope, intercept,
-                                    np.ceil(err_lo) + 1, np.ceil(err_hi) + 1, n)
-
-    @property
-    def size_bytes(self) -> int:
-        return 8 * (self.first_keys.size + self.slope.size + self.intercept.size + self.err_lo.size + self.err_hi.size)
-
-    def search_bounds(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        seg = np.clip(np.searchsorted(self.first_keys, queries, side="right") - 1, 0, None)
-        pred = self.slope[seg] * queries.astype(np.float64) + self.intercept[seg]
-        lo = np.clip(np.floor(pred - self.err_lo[seg]), 0, self.n).astype(np.int64)
-        hi = np.clip(np.ceil(pred + self.err_hi[seg]) + 1, 0, self.n).astype(np.int64)
-        return lo, hi
 
 
-def fit_model(kind: str, sorted_keys: np.ndarray, **params):
-    """A model from the learned-index package (issue 3) if present, else the fallback line."""
-    try:
-        from pipeline.workloads.learned_index import models as li_models
-    except ImportError:
-        li_models = None
-    if li_models is not None and hasattr(li_models, "fit_model"):
-        return li_models.fit_model(kind, sorted_keys, **params)
-    if kind != "linear":
-        raise ValueError(f"model {kind!r} needs pipeline.workloads.learned_index.models; only 'linear' is built in")
-    return SegmentedLinearModel.fit(sorted_keys, segments=int(params.get("segments", 1)))
+def fit_model(kind: str, sorted_keys: np.ndarray, **params) -> li_models.Model:
+    """A model of the learned-index package (issue 3) on the sorted keys; "none" (or a
+    one-key table, which those models refuse) gives the whole-table window."""
+    if kind == "none" or sorted_keys.size < 2:
+        return li_models.fit_none(np.ascontiguousarray(sorted_keys, dtype=KEY))
+    return li_models.fit_model(kind, sorted_keys, **params)
