@@ -102,17 +102,19 @@ class MemoryScanner(nn.Module):
         super().__init__()
         self.scan_fraction = scan_fraction
         self.element = _mlp([1, 8, 16, 32], last_activation=True)
-        self.features = _mlp([33, 16, 8, features])
-        self.skew_head = _mlp([33, 16, 8, 1])
-        self.items_head = _mlp([33, 16, 8, 1])
+        self.features = _mlp([34, 16, 8, features])
+        self.skew_head = _mlp([34, 16, 8, 1])
+        self.items_head = _mlp([34, 16, 8, 1])
 
     def forward(self, memory: torch.Tensor, bucket: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         slots = memory.shape[-1]
         scanned = max(1, int(slots * self.scan_fraction))
         load = (bucket / slots).clamp_min(1e-6)  # mean counter value (embeddings have mean 1)
-        x = torch.log1p((memory[:, :, :scanned].detach() / load[:, None, None]).clamp_min(0.0))
+        window = memory[:, :, :scanned].detach()
+        x = torch.log1p((window / load[:, None, None]).clamp_min(0.0))
         pooled = self.element(x.unsqueeze(-1)).mean(dim=(1, 2))  # permutation-invariant pooling
-        pooled = torch.cat([pooled, torch.log1p(load)[:, None]], dim=-1)
+        empty = (window == 0).float().mean(dim=(1, 2))
+        pooled = torch.cat([pooled, torch.log1p(load)[:, None], torch.log(empty + 1e-3)[:, None]], dim=-1)
         return self.features(pooled), self.skew_head(pooled).squeeze(-1), self.items_head(pooled).squeeze(-1)
 
 
@@ -355,8 +357,14 @@ class LegoSketch(nn.Module):
             if mode == "rule":
                 out.append(rule)
                 continue
-            neural = self.decoder(read, embedding, rule, state.bucket[bricks], stream[bricks], self.geometry.slots)
-            out.append(torch.where(use_neural[bricks], torch.minimum(neural, rule).clamp_min(0.0), rule))
+            chosen = use_neural[bricks].nonzero().squeeze(1)  # decode only where the ensemble uses it
+            if chosen.numel():
+                b = bricks[chosen]
+                neural = self.decoder(read[chosen], embedding[chosen], rule[chosen], state.bucket[b], stream[b],
+                                      self.geometry.slots)
+                rule = rule.clone()
+                rule[chosen] = torch.minimum(neural, rule[chosen]).clamp_min(0.0)
+            out.append(rule)
         if not out:
             return torch.zeros(0, device=state.memory.device)
         return torch.cat(out)
