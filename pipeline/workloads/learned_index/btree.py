@@ -1,7 +1,7 @@
 """A static B+-tree (seed 001 §3.1; SOSD benchmarks STX's B+-tree), laid out implicitly:
 the table's blocks of `fanout` keys are the leaves, and each inner level holds the first
 key of every node of the level below, so no pointers are stored (a CSS-tree layout, Rao
-& Ross). A lookup scans `fanout` separators per level, counting those < q (branch-free),
+& Ross). A lookup finds, per level, the separators < q in one node by branch-free binary search,
 and ends with the window of one leaf block, searched by the chosen routine.
 
 Bytes: the inner levels' keys (8 each) and their sizes; SOSD's STX tree also stores child
@@ -18,7 +18,21 @@ from numba import njit
 from pipeline.workloads.learned_index.models import INT_BYTES, KEY, Model, finish
 
 
-@njit
+@njit(inline="always")
+def _count_below(separators, lo, hi, q):
+    """How many of separators[lo:hi] are < q: branch-free binary search (as search.bfs)."""
+    base = lo
+    size = hi - lo
+    while size > 1:
+        half = size >> 1
+        base = base + half if separators[base + half - 1] < q else base
+        size -= half
+    if size == 1 and separators[base] < q:
+        base += 1
+    return base - lo
+
+
+@njit(inline="always")
 def _btree_predict(state, q):
     separators, offsets, fanout, n = state
     levels = offsets.size - 1
@@ -28,9 +42,8 @@ def _btree_predict(state, q):
         size = offsets[level + 1] - base
         start = child * fanout
         stop = min(start + fanout, size)
-        below = 0
-        for i in range(start, stop):
-            below += separators[base + i] < q
+        # separators < q in this node: a branch-free binary search of its keys
+        below = _count_below(separators, base + start, base + stop, q)
         # the last node whose first key is < q (the first node if none)
         child = start + max(below - 1, 0)
     return child * fanout, np.int64(0)

@@ -1,6 +1,7 @@
 """SOSD-style measurement of a learned index (seed 001 §2, §3; Marcus et al.'s benchmark).
 
-One compiled loop runs every query through the model's window and the last-mile search
+Times are the timing thread's CPU time (and wall time beside it, `wall_ns_per_lookup`):
+the machine this runs on is shared. One compiled loop runs every query through the model's window and the last-mile search
 and sums the positions found; the sum must equal numpy's (`np.searchsorted`, lower bound)
 or the run raises, so a wrong index can never report a time. The loop also checks the
 window's edges: an answer on the edge whose neighbour says the lower bound lies outside
@@ -75,7 +76,8 @@ def _gather_sum(table, positions):
 
 @dataclass(frozen=True)
 class Timing:
-    ns_per_lookup: float  # median over repeats of (loop time / queries)
+    ns_per_lookup: float  # median over repeats of (loop CPU time / queries)
+    wall_ns_per_lookup: float  # the same in wall-clock time
     ns_per_lookup_all: tuple[float, ...]
     checksum: int
 
@@ -84,13 +86,17 @@ def expected_checksum(keys: np.ndarray, queries: np.ndarray) -> int:
     return int(np.searchsorted(keys, queries, side="left").sum())
 
 
-def _timed(call, count: int, repeats: int) -> tuple[float, tuple[float, ...], int]:
-    samples, result = [], None
+def _timed(call, count: int, repeats: int) -> tuple[float, float, tuple[float, ...], int]:
+    """Median ns per item over `repeats` calls, in the thread's CPU time and in wall time.
+    CPU time is the headline: on a shared machine, wall time also counts the time other
+    processes hold the core (with a load of 6 on 2 cores, about 3x)."""
+    samples, walls, result = [], [], None
     for _ in range(repeats):
-        start = time.perf_counter_ns()
+        wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
         result = call()
-        samples.append((time.perf_counter_ns() - start) / count)
-    return float(np.median(samples)), tuple(samples), result
+        samples.append((time.thread_time_ns() - cpu) / count)
+        walls.append((time.perf_counter_ns() - wall) / count)
+    return float(np.median(samples)), float(np.median(walls)), tuple(samples), result
 
 
 def time_lookups(keys: np.ndarray, queries: np.ndarray, model: Model | None, search: str = "bbs", k: int = 3,
@@ -106,25 +112,24 @@ def time_lookups(keys: np.ndarray, queries: np.ndarray, model: Model | None, sea
             raise ValueError("search 'bfe' has no window: it runs over its own Eytzinger layout, model 'none' only")
         eytzinger, rank = eytzinger_layout(keys)
         _bfe_sum(eytzinger, rank, queries[:64])
-        median, samples, checksum = _timed(lambda: _bfe_sum(eytzinger, rank, queries), queries.size, repeats)
+        median, wall, samples, checksum = _timed(lambda: _bfe_sum(eytzinger, rank, queries), queries.size, repeats)
     else:
         if search not in WINDOWED:
             raise ValueError(f"unknown search routine {search!r}; valid: {', '.join(WINDOWED)}, bfe")
         routine, arity = WINDOWED[search], np.int64(k)
         _lookup_sum(model.window, model.window_state, keys, queries[:64], routine, arity)
-        median, samples, checksum = _timed(
+        median, wall, samples, checksum = _timed(
             lambda: _lookup_sum(model.window, model.window_state, keys, queries, routine, arity),
             queries.size, repeats)
     if int(checksum) != expected:
         raise RuntimeError(f"wrong lookups: sum of positions {int(checksum)} != numpy's {expected} "
                            f"({model.label if model else search}, {search}); no time is reported")
-    return Timing(median, samples, int(checksum))
+    return Timing(median, wall, samples, int(checksum))
 
 
 def time_searchsorted(keys: np.ndarray, queries: np.ndarray, repeats: int = 3) -> float:
     """ns per lookup of numpy.searchsorted, vectorised over the same random-order queries."""
-    median, _, _ = _timed(lambda: np.searchsorted(keys, queries, side="left"), queries.size, repeats)
-    return median
+    return _timed(lambda: np.searchsorted(keys, queries, side="left"), queries.size, repeats)[0]
 
 
 def time_random_read_floor(keys: np.ndarray, count: int, seed: int = 0, repeats: int = 3) -> float:
@@ -132,8 +137,7 @@ def time_random_read_floor(keys: np.ndarray, count: int, seed: int = 0, repeats:
     compiled gather of `count` uniformly random positions)."""
     positions = np.random.default_rng(seed).integers(0, keys.size, size=count)
     _gather_sum(keys, positions[:64])
-    median, _, _ = _timed(lambda: _gather_sum(keys, positions), count, repeats)
-    return median
+    return _timed(lambda: _gather_sum(keys, positions), count, repeats)[0]
 
 
 def evaluate(keys: np.ndarray, queries: np.ndarray, model: Model, search: str = "bbs", k: int = 3,
@@ -147,6 +151,7 @@ def evaluate(keys: np.ndarray, queries: np.ndarray, model: Model, search: str = 
         mean_window, outside = _window_stats(model.window, model.window_state, keys, queries)
     return {
         "ns_per_lookup": timing.ns_per_lookup,
+        "wall_ns_per_lookup": timing.wall_ns_per_lookup,
         "bytes": float(model.size_bytes),
         "space_fraction": model.size_bytes / (n * key_bytes),
         "reduction_factor": 100.0 * (1.0 - mean_window / n),

@@ -91,7 +91,7 @@ def make_window(predict: Callable) -> Callable:
     """The window function of a `predict` with per-slot errors: its state is
     (predict_state, err_lo, err_hi, n)."""
 
-    @njit
+    @njit(inline="always")
     def window(state, q):
         predict_state, err_lo, err_hi, n = state
         position, slot = predict(predict_state, q)
@@ -182,7 +182,7 @@ def to_position(value, n):
 # ---------------------------------------------------------------- no model
 
 
-@njit
+@njit(inline="always")
 def _predict_none(state, q):
     return np.int64(0), np.int64(0)
 
@@ -235,7 +235,7 @@ def horner(coefficients, x):
     return ((coefficients[0] * x + coefficients[1]) * x + coefficients[2]) * x + coefficients[3]
 
 
-@njit
+@njit(inline="always")
 def _predict_polynomial(state, q):
     coefficients, kmin, kmax, scale, n = state
     clamped = min(max(q, kmin), kmax)
@@ -263,7 +263,7 @@ def fit_regression(keys: np.ndarray, degree: int = 1, kind: str | None = None) -
 # ---------------------------------------------------------------- KO: k segments, best of degree 1..3
 
 
-@njit
+@njit(inline="always")
 def _predict_ko(state, q):
     """Sequential scan of the segments' first keys (§3.2: "a sequential search for the
     second level segment"), then that segment's polynomial."""
@@ -352,6 +352,18 @@ def fit_model(kind: str, keys: np.ndarray, **params: Any) -> Model:
     keys = np.ascontiguousarray(keys, dtype=KEY)
     if keys.size < 2:
         raise ValueError(f"a table needs at least 2 keys, got {keys.size}")
+    if kind not in _WARMED and kind in KINDS:
+        # compile on a small table first, so that build_seconds never counts numba's compilation
+        _fit(kind, _WARM_KEYS, **params)
+        _WARMED.add(kind)
+    return _fit(kind, keys, **params)
+
+
+_WARMED: set[str] = set()
+_WARM_KEYS = np.arange(1024, dtype=KEY) * np.uint64(3)
+
+
+def _fit(kind: str, keys: np.ndarray, **params: Any) -> Model:
     if kind == "none":
         return fit_none(keys, **params)
     if kind in POLYNOMIAL_DEGREES:

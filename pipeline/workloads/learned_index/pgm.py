@@ -63,7 +63,17 @@ def _cone_segments(xs, ys, epsilon):
 
 @njit(inline="always")
 def _last_at_most(firsts, lo, hi, q):
-    """Index of the last entry <= q in firsts[lo:hi] (lo - 1 if none), by binary search."""
+    """Index of the last entry <= q in firsts[lo:hi] (lo - 1 if none): a branch-free count,
+    as the window of a recursive level is a few entries (2 epsilon_recursive + 3)."""
+    count = 0
+    for i in range(lo, hi):
+        count += firsts[i] <= q
+    return lo + count - 1
+
+
+@njit(inline="always")
+def _last_at_most_anywhere(firsts, lo, hi, q):
+    """As `_last_at_most`, by binary search over a whole level."""
     while lo < hi:
         mid = (lo + hi) >> 1
         if firsts[mid] <= q:
@@ -83,7 +93,7 @@ def _segment_guess(firsts, slopes, intercepts, segment, level_end, q):
     return guess
 
 
-@njit
+@njit(inline="always")
 def _pgm_predict(state, q):
     firsts, slopes, intercepts, offsets, epsilon_recursive, kmin, kmax, n = state
     levels = offsets.size - 1
@@ -91,7 +101,8 @@ def _pgm_predict(state, q):
     segment = offsets[levels - 1]  # the root: the top level has one segment
     for level in range(levels - 1, 0, -1):
         # predict the position of q among level-1's first keys, search that window
-        guess = _segment_guess(firsts, slopes, intercepts, segment, offsets[level + 1], clamped)
+        # no cap here (it doubled the lookup time); the window check below covers the gaps
+        guess = intercepts[segment] + slopes[segment] * float(clamped - firsts[segment])
         base = offsets[level - 1]
         size = offsets[level] - base
         position = to_position(guess, size)
@@ -99,7 +110,7 @@ def _pgm_predict(state, q):
         hi = min(size, position + epsilon_recursive + 2)
         found = _last_at_most(firsts, base + lo, base + hi, clamped) - base
         if (found == lo - 1 and lo > 0) or (found == hi - 1 and hi < size and firsts[base + hi] <= clamped):
-            found = _last_at_most(firsts, base, base + size, clamped) - base  # outside the window: rare
+            found = _last_at_most_anywhere(firsts, base, base + size, clamped) - base  # outside the window: rare
         segment = base + max(found, 0)
     guess = _segment_guess(firsts, slopes, intercepts, segment, offsets[1], clamped)
     return to_position(guess, n), np.int64(0)

@@ -53,7 +53,7 @@ def _spline_corridor(xs, ys, epsilon):
     return chosen[:count]
 
 
-@njit
+@njit(inline="always")
 def _rs_predict(state, q):
     spline_keys, spline_positions, table, shift, kmin, kmax, n = state
     clamped = min(max(q, kmin), kmax)

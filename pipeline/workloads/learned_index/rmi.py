@@ -59,7 +59,7 @@ def _route(top_code, top, shift, branching, n, diff, u, xs):
     return leaf
 
 
-@njit
+@njit(inline="always")
 def _rmi_predict(state, q):
     top_code, top, shift, kmin, kmax, scale, branching, n, leaf_code, rows = state
     diff = min(max(q, kmin), kmax) - kmin
@@ -76,7 +76,7 @@ def _rmi_predict(state, q):
     return to_position(position, n), leaf
 
 
-@njit
+@njit(inline="always")
 def _rmi_window(state, q):
     position, leaf = _rmi_predict(state, q)
     error = np.int64(state[9][leaf, -1])
