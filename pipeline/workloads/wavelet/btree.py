@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True, _nrt=False)
 def node_lower_bound(keys, start, size, q):
     """First offset in keys[start:start+size] whose key >= q (size if none); branch free."""
     base = start
@@ -34,7 +34,7 @@ def node_lower_bound(keys, start, size, q):
     return base - start
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def _btree_lookup(queries, out, inner, level_off, n_levels, fanout, leaf_size,
                   sorted_keys, positions, max_key):
     """Original position of each query's lower bound, -1 past the end, all in one loop."""

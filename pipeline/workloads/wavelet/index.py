@@ -67,32 +67,27 @@ def validate_keys(keys) -> np.ndarray:
 # ----------------------------------------------------------------------------- the kernel
 
 
-@numba.njit(inline="always")
-def _probe(kind, i, data, perm, positions, levels, bits, rank_kind, sample_log2, digit_words,
-           digit_off, rank_words, rank_off, rank_width, block_counts, super_counts, n_blocks, n_super):
-    """(key of sorted rank i, token): token = original position (wavelet, permutation) or i."""
+@numba.njit(cache=True, _nrt=False)
+def _probe(kind, i, data, aux, buf, meta):
+    """(key of sorted rank i, token): token = original position (wavelet, permutation) or i.
+    aux is the uint32 permutation (kind 1) or the sorted copy's positions (kind 2)."""
     if kind == 0:
-        o = access_one(i, levels, bits, rank_kind, sample_log2, digit_words, digit_off, rank_words,
-                       rank_off, rank_width, block_counts, super_counts, n_blocks, n_super)
+        o = access_one(i, buf, meta)
         return data[o], o
     if kind == 1:
-        o = np.int64(perm[i])
+        o = np.int64(aux[i])
         return data[o], o
     return data[i], i
 
 
-@numba.njit(inline="always")
-def _lower_bound(q, a, b, token_b, kind, data, perm, positions, levels, bits, rank_kind, sample_log2,
-                 digit_words, digit_off, rank_words, rank_off, rank_width, block_counts,
-                 super_counts, n_blocks, n_super):
+@numba.njit(cache=True, _nrt=False)
+def _lower_bound(q, a, b, token_b, kind, data, aux, buf, meta):
     """First rank in [a, b) whose key >= q, else b; with its token (token_b if b) and probes."""
     token = token_b
     probes = 0
     while a < b:
         mid = (a + b) >> 1
-        key, t = _probe(kind, mid, data, perm, positions, levels, bits, rank_kind, sample_log2,
-                        digit_words, digit_off, rank_words, rank_off, rank_width, block_counts,
-                        super_counts, n_blocks, n_super)
+        key, t = _probe(kind, mid, data, aux, buf, meta)
         probes += 1
         if key < q:
             a = mid + 1
@@ -102,10 +97,8 @@ def _lower_bound(q, a, b, token_b, kind, data, perm, positions, levels, bits, ra
     return a, token, probes
 
 
-@numba.njit(cache=True)
-def _lookup_kernel(queries, lo_arr, hi_arr, out, kind, n, data, perm, positions, levels, bits,
-                   rank_kind, sample_log2, digit_words, digit_off, rank_words, rank_off,
-                   rank_width, block_counts, super_counts, n_blocks, n_super):
+@numba.njit(cache=True, _nrt=False)
+def _lookup_kernel(queries, lo_arr, hi_arr, out, kind, n, data, aux, buf, meta):
     """All last-mile searches in one loop; returns the total number of probes (mapping
     accesses). The windows come from the model's own compiled batch loop
     (`Model.search_bounds`): taking the model's window function here instead would
@@ -115,38 +108,26 @@ def _lookup_kernel(queries, lo_arr, hi_arr, out, kind, n, data, perm, positions,
         q = queries[k]
         lo = min(max(lo_arr[k], 0), n)
         hi = min(max(hi_arr[k], lo), n)
-        r, token, probes = _lower_bound(q, lo, hi, -1, kind, data, perm, positions, levels, bits,
-                                        rank_kind, sample_log2, digit_words, digit_off, rank_words,
-                                        rank_off, rank_width, block_counts, super_counts, n_blocks, n_super)
+        r, token, probes = _lower_bound(q, lo, hi, -1, kind, data, aux, buf, meta)
         total += probes
         if r == lo and lo > 0:  # the window may start too late: check the key before it
-            key, t = _probe(kind, lo - 1, data, perm, positions, levels, bits, rank_kind, sample_log2,
-                            digit_words, digit_off, rank_words, rank_off, rank_width, block_counts,
-                            super_counts, n_blocks, n_super)
+            key, t = _probe(kind, lo - 1, data, aux, buf, meta)
             total += 1
             if key >= q:
-                r, token, probes = _lower_bound(q, 0, lo - 1, t, kind, data, perm, positions, levels,
-                                                bits, rank_kind, sample_log2, digit_words, digit_off,
-                                                rank_words, rank_off, rank_width, block_counts,
-                                                super_counts, n_blocks, n_super)
+                r, token, probes = _lower_bound(q, 0, lo - 1, t, kind, data, aux, buf, meta)
                 total += probes
         if r == hi and token == -1 and hi < n:  # ... or end too early: check the key at hi
-            key, t = _probe(kind, hi, data, perm, positions, levels, bits, rank_kind, sample_log2,
-                            digit_words, digit_off, rank_words, rank_off, rank_width, block_counts,
-                            super_counts, n_blocks, n_super)
+            key, t = _probe(kind, hi, data, aux, buf, meta)
             total += 1
             if key >= q:
                 token = t
             else:
-                r, token, probes = _lower_bound(q, hi + 1, n, -1, kind, data, perm, positions, levels,
-                                                bits, rank_kind, sample_log2, digit_words, digit_off,
-                                                rank_words, rank_off, rank_width, block_counts,
-                                                super_counts, n_blocks, n_super)
+                r, token, probes = _lower_bound(q, hi + 1, n, -1, kind, data, aux, buf, meta)
                 total += probes
         if r >= n:
             out[k] = -1
         elif kind == 2:
-            out[k] = positions[token]
+            out[k] = aux[token]
         else:
             out[k] = token
     return total
@@ -214,11 +195,10 @@ class UnsortedIndex:
         return 8 * int(self.model.size_bytes)
 
     def _kernel_args(self) -> tuple:
-        empty32 = np.zeros(1, np.uint32)
         tree = self.tree if self.tree is not None else _DUMMY_TREE
-        perm = self.perm if self.perm is not None else empty32
-        positions = self.positions if self.positions is not None else empty32
-        return (_KIND[self.mapping], self.n, self.keys, perm, positions) + tree.kernel_args
+        aux = self.perm if self.mapping == "permutation" else self.positions
+        aux = aux if aux is not None else np.zeros(1, np.uint32)
+        return (_KIND[self.mapping], self.n, self.keys, aux) + tree.kernel_args
 
     def search(self, queries: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, int]:
         """(original positions, total probes) of uint64 queries with their model windows."""

@@ -1,0 +1,150 @@
+"""Workload `wavelet_mapping`: a learned index over an unsorted table through an m-ary
+wavelet-tree mapping (seed 002), timed against a static B+-tree secondary index.
+
+One trial = one (arity, rank sampling, model) point: build the mapping from sorted rank to
+original position, fit the model on the sorted keys, time `access` and whole lookups
+(model window + last-mile search reading `data[access(mid)]`), and the B+-tree on the
+same queries. Objectives of tasks/wavelet_mapping.yaml: ns_per_lookup and
+bits_per_element (of the mapping), both minimised.
+
+    python -m pipeline.run tasks/wavelet_mapping.yaml
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from pipeline.workloads.base import Params, Reporter, Workload, finite_metrics
+from pipeline.workloads.wavelet.btree import StaticBPlusTree
+from pipeline.workloads.wavelet.index import UnsortedIndex, fit_model
+from pipeline.workloads.wavelet.measure import (present_queries, reference_lookup, time_access, time_btree,
+                                                time_gather, time_index, uniform_table)
+from pipeline.workloads.wavelet.tree import ARITIES, WaveletMapping, entropy_bits_per_element
+
+MODELS = ("none", "linear", "cubic", "rmi", "pgm", "radix_spline")
+
+
+class WaveletParams(Params):
+    n: int = Field(1_000_000, ge=1, le=(1 << 32) - 1, description="table size: uniform uint64 keys in random arrival order")
+    queries: int = Field(50_000, ge=1, description="lookups (keys of the table) per timed loop")
+    repeats: int = Field(3, ge=1, description="timed runs; medians are reported")
+    seed: int = Field(0, description="seed of the table, the queries and the access positions")
+    arity: int = Field(16, description="m of the m-ary wavelet tree: 2, 4, 16 or 256 (seed 002)")
+    sample_rate: int = Field(512, description="rank sampling: counts every s positions (power of two in [64, 65536]); 0 = the slides' full rank matrix")
+    model: str = Field("pgm", description="learned model (issue 3): none, linear, cubic, rmi, pgm or radix_spline")
+    model_epsilon: int = Field(16, ge=1, description="error bound of pgm / radix_spline (16: the slides' 32-wide window)")
+    rmi_bits: int = Field(14, ge=1, le=24, description="log2 of the RMI's leaf count")
+    btree_fanout: int = Field(64, ge=2, le=1024, description="fanout (and leaf size) of the B+-tree secondary index peer")
+
+    @field_validator("arity")
+    @classmethod
+    def _arity(cls, value: int) -> int:
+        if value not in ARITIES:
+            raise ValueError(f"arity must be one of {ARITIES}, got {value}")
+        return value
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _sample_rate(cls, value: int) -> int:
+        if value != 0 and (value < 64 or value > 65536 or value & (value - 1)):
+            raise ValueError(f"sample_rate must be 0 (full rank) or a power of two in [64, 65536], got {value}")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if value not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {value!r}")
+        return value
+
+
+METRICS = (
+    "bits_per_element", "model_bits_per_element", "ns_per_access", "ns_per_lookup", "probes_per_lookup",
+    "btree_ns_per_lookup", "btree_bits_per_element", "permutation_ns_per_lookup", "bound_ratio",
+    "lookup_vs_btree", "build_s", "entropy_bits_per_element", "levels",
+)
+
+
+def _model_params(params: WaveletParams) -> dict:
+    if params.model in ("pgm", "radix_spline"):
+        return {"epsilon": params.model_epsilon}
+    if params.model == "rmi":
+        return {"bits": params.rmi_bits}
+    return {}
+
+
+def _data(params: WaveletParams):
+    keys = uniform_table(params.n, params.seed)
+    queries = present_queries(keys, params.queries, params.seed)
+    order = np.argsort(keys, kind="stable")
+    return keys, queries, order, reference_lookup(keys, order, queries)
+
+
+def run(params: WaveletParams, report: Reporter) -> dict[str, float]:
+    keys, queries, order, expected = _data(params)
+    positions = np.random.default_rng(params.seed + 2).integers(0, params.n, params.queries)
+    rank = "full" if params.sample_rate == 0 else "sampled"
+    t0 = time.perf_counter()
+    tree = WaveletMapping.build(order, arity=params.arity, rank=rank, sample_rate=params.sample_rate or 512)
+    build_s = time.perf_counter() - t0
+    model = fit_model(params.model, keys[order], **_model_params(params))
+    index = UnsortedIndex(keys, "wavelet", model, tree=tree)
+    sizes = {"bits_per_element": index.mapping_bits() / params.n, "model_bits_per_element": index.model_bits() / params.n,
+             "entropy_bits_per_element": entropy_bits_per_element(params.n), "levels": float(tree.levels), "build_s": build_s}
+    report(sizes, step=0)
+
+    ns_access = time_access(tree, positions, params.repeats)
+    timing = time_index(index, queries, expected, params.repeats)
+    btree = StaticBPlusTree.build(keys, fanout=params.btree_fanout, leaf_size=params.btree_fanout, order=order)
+    btree_ns = time_btree(btree, queries, expected, params.repeats)
+    perm_index = UnsortedIndex.build(keys, "permutation", model, order=order)
+    perm_ns = time_index(perm_index, queries, expected, params.repeats).ns_per_lookup
+    metrics = finite_metrics({
+        **sizes,
+        "ns_per_access": ns_access,
+        "ns_per_lookup": timing.ns_per_lookup,
+        "probes_per_lookup": timing.probes_per_lookup,
+        "btree_ns_per_lookup": btree_ns,
+        "btree_bits_per_element": btree.size_bits() / params.n,
+        "permutation_ns_per_lookup": perm_ns,
+        # seed 002's constraint: (mapping accesses per lookup) x access cost <= B+-tree cost
+        "bound_ratio": timing.probes_per_lookup * ns_access / btree_ns,
+        "lookup_vs_btree": timing.ns_per_lookup / btree_ns,
+    })
+    report(metrics, step=1)
+    (report.artifact_dir / "wavelet_trial.json").write_text(
+        json.dumps({"params": params.model_dump(), "model": model.label, "metrics": metrics}, indent=1))
+    return metrics
+
+
+def baselines(params: WaveletParams) -> list[dict]:
+    """Peers on the same table: B+-tree secondary index, permutation array, sorted copy."""
+    keys, queries, order, expected = _data(params)
+    positions = np.random.default_rng(params.seed + 2).integers(0, params.n, params.queries)
+    model = fit_model(params.model, keys[order], **_model_params(params))
+    btree = StaticBPlusTree.build(keys, fanout=params.btree_fanout, leaf_size=params.btree_fanout, order=order)
+    rows = [{"method": f"btree_f{params.btree_fanout}", "bits_per_element": btree.size_bits() / params.n,
+             "ns_per_lookup": time_btree(btree, queries, expected, params.repeats)}]
+    for mapping in ("permutation", "sorted_copy"):
+        index = UnsortedIndex.build(keys, mapping, model, order=order)
+        row = {"method": f"{mapping}+{params.model}", "bits_per_element": index.mapping_bits() / params.n,
+               "ns_per_lookup": time_index(index, queries, expected, params.repeats).ns_per_lookup}
+        if mapping == "permutation":
+            row["ns_per_access"] = time_gather(index.perm, positions, params.repeats)
+        rows.append(row)
+    return rows
+
+
+WORKLOAD = Workload(
+    name="wavelet_mapping",
+    params=WaveletParams,
+    run=run,
+    metrics=METRICS,
+    description="seed 002: learned index over an unsorted table through an m-ary wavelet-tree mapping vs a B+-tree",
+    smoke_params={"n": 20_000, "queries": 2_000, "repeats": 1, "arity": 16, "sample_rate": 256, "model": "linear"},
+    baselines=baselines,
+)
