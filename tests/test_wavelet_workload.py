@@ -1,0 +1,65 @@
+"""Workload `wavelet_mapping` (seed 002): smoke run, determinism, params, task file, bench."""
+
+import math
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pipeline.workloads import get
+from pipeline.workloads.base import LocalReporter
+
+TIMED = {"ns_per_access", "ns_per_lookup", "btree_ns_per_lookup", "permutation_ns_per_lookup",
+         "bound_ratio", "lookup_vs_btree", "build_s"}
+
+
+def test_smoke_run_is_finite_and_repeatable(tmp_path):
+    workload = get("wavelet_mapping")
+    params = workload.make_params(workload.smoke_params)
+    reporter = LocalReporter(artifact_dir=tmp_path)
+    first = workload.run(params, reporter)
+    assert set(first) == set(workload.metrics)
+    assert all(math.isfinite(v) for v in first.values())
+    assert reporter.history and (tmp_path / "wavelet_trial.json").exists()
+    second = workload.run(params, LocalReporter(artifact_dir=tmp_path))
+    assert {k: v for k, v in first.items() if k not in TIMED} == {k: v for k, v in second.items() if k not in TIMED}
+    assert first["bits_per_element"] < 32  # sampled m=16 on 20K keys: 4 levels x 4 bits + counts
+
+
+def test_full_rank_and_baselines():
+    workload = get("wavelet_mapping")
+    params = workload.make_params({**workload.smoke_params, "sample_rate": 0, "arity": 256, "model": "pgm"})
+    metrics = workload.run(params, LocalReporter())
+    assert metrics["levels"] == 2 and metrics["bits_per_element"] > 16
+    methods = [row["method"] for row in workload.baselines(params)]
+    assert methods[0].startswith("btree") and "permutation+pgm" in methods
+
+
+@pytest.mark.parametrize("field,value", [("arity", 8), ("sample_rate", 100), ("sample_rate", 32),
+                                         ("model", "lstm"), ("n", 0), ("unknown", 1)])
+def test_bad_params(field, value):
+    with pytest.raises(ValidationError, match=field if field != "unknown" else "Extra"):
+        get("wavelet_mapping").make_params({field: value})
+
+
+def test_task_file_validates():
+    from pipeline.config import load_task
+
+    root = Path(__file__).resolve().parents[1]
+    for profile in ("quick", "paper"):
+        task = load_task(root / "tasks" / "wavelet_mapping.yaml", profile=profile)
+        assert task.task.workload == "wavelet_mapping"
+        assert task.params.n == (200_000 if profile == "quick" else 10_000_000)
+
+
+def test_bench_rows_tiny():
+    from pipeline.bench.wavelet import main
+
+    rows = main(["--n", "3000", "--queries", "300", "--repeats", "1", "--arities", "4", "256",
+                 "--sample-rates", "64", "--btree-fanouts", "16", "--model", "pgm:epsilon=8"])
+    methods = [row["method"] for row in rows]
+    assert methods[0] == "btree_f16"
+    assert {"permutation+pgm", "sorted_copy+pgm", "wavelet_m4_s64+pgm", "wavelet_m256_full+pgm",
+            "wavelet_m4_s64+binary"} <= set(methods)
+    for row in rows:
+        assert {"method", "bits_per_element", "ns_per_access", "ns_per_lookup"} <= set(row)
