@@ -1,0 +1,136 @@
+"""Training and evaluation of the learned frequency sketch (seed 000 §3.1, appendix A.2).
+
+Each training example is a fresh stream of `length` items and `queries` query items
+drawn from the same distribution; the loss is the absolute error between the model's
+estimate and the true count (the seed's metric; "mse" and "huber" are options). Adam with
+weight decay 1e-3 as in appendix A.1/A.2; early stopping keeps the weights with the best
+MAE on a fixed validation set of streams. Evaluation uses hard one-hot updates and
+lookups, so the model then writes at most M counters per item and reads M per query.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from pipeline.workloads.e2e.freq_data import (
+    DigitPools, Streams, digit_pools, render_numbers, sample_streams)
+from pipeline.workloads.e2e.freq_model import FreqSketch
+
+
+@dataclass
+class FreqSetting:
+    """What a stream looks like: Zipf over ids (random rank order per stream) or the
+    heavy-hitter image setting (fixed rank order, items rendered as digit images)."""
+
+    universe: int = 1000
+    alpha: float = 1.2
+    length: int = 100
+    queries: int = 16
+    fixed_rank_order: bool = False
+    images: bool = False
+    held_out_fraction: float = 0.3
+    pools: tuple[DigitPools, DigitPools] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.images and self.pools is None:
+            self.pools = digit_pools(self.held_out_fraction)
+
+    def sample(self, rng: np.random.Generator, batch: int) -> Streams:
+        return sample_streams(rng, batch, self.length, self.queries, self.universe,
+                              self.alpha, self.fixed_rank_order)
+
+    def tensors(self, streams: Streams, rng: np.random.Generator, split: str,
+                device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Model inputs (items, queries) and targets: ids, or images of the labels drawn
+        from the training (`split="train"`) or held-out (`"eval"`) digit images."""
+        counts = torch.as_tensor(streams.counts, dtype=torch.float32, device=device)
+        if not self.images:
+            return (torch.as_tensor(streams.items, device=device),
+                    torch.as_tensor(streams.queries, device=device), counts)
+        pool = self.pools[0] if split == "train" else self.pools[1]
+        items = render_numbers(rng, streams.items, pool)
+        queries = render_numbers(rng, streams.queries, pool)
+        return (torch.as_tensor(items, device=device), torch.as_tensor(queries, device=device),
+                counts)
+
+
+def loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return {"l1": F.l1_loss, "mse": F.mse_loss, "huber": F.smooth_l1_loss}[name]
+
+
+@torch.no_grad()
+def predict(model: FreqSketch, setting: FreqSetting, streams: Streams, seed: int,
+            device: str | torch.device = "cpu", chunk: int = 512) -> np.ndarray:
+    """Hard-inference estimates (B, Q) for `streams`, in chunks of streams."""
+    was_training = model.training
+    model.eval()
+    rng = np.random.default_rng(seed)
+    out = []
+    for start in range(0, streams.items.shape[0], chunk):
+        part = Streams(streams.items[start:start + chunk], streams.queries[start:start + chunk],
+                       streams.counts[start:start + chunk])
+        items, queries, _ = setting.tensors(part, rng, "eval", device)
+        out.append(model(items, queries).cpu().numpy().astype(np.float64))
+    model.train(was_training)
+    return np.concatenate(out, axis=0)
+
+
+@dataclass
+class TrainResult:
+    losses: list[float]  # training loss per step
+    val_mae: list[tuple[int, float]]  # (step, validation MAE) at each evaluation
+    best_step: int
+    best_val_mae: float
+
+
+def train(model: FreqSketch, setting: FreqSetting, *, steps: int, batch_size: int, lr: float,
+          weight_decay: float = 1e-3, loss: str = "l1", balance: float = 0.0,
+          eval_every: int = 100,
+          patience: int = 0, val_streams: Streams | None = None, seed: int = 0,
+          device: str | torch.device = "cpu",
+          on_eval: Callable[[int, float, float], None] | None = None) -> TrainResult:
+    """Adam on fresh batches; every `eval_every` steps the validation MAE is measured
+    (hard inference) and the best weights kept; `patience` evaluations without
+    improvement stop early (0: never). The model ends with the best weights. `balance`
+    weighs an optional load-balancing term on the write positions (0: the seed's loss)."""
+    rng = np.random.default_rng(seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    criterion = loss_fn(loss)
+    losses: list[float] = []
+    history: list[tuple[int, float]] = []
+    best = (float("inf"), 0, copy.deepcopy(model.state_dict()))
+    stale = 0
+    model.train()
+    for step in range(1, steps + 1):
+        items, queries, counts = setting.tensors(setting.sample(rng, batch_size), rng, "train", device)
+        estimate, usage = model.forward_with_usage(items, queries)
+        value = criterion(estimate, counts)
+        if balance:
+            # load balancing (not in the seed): k * sum_j usage_j^2 is 1 when the writes
+            # spread evenly over the k counters and grows as they pile onto few of them
+            value = value + balance * (usage.shape[-1] * (usage ** 2).sum(-1).mean() - 1.0)
+        optimiser.zero_grad(set_to_none=True)
+        value.backward()
+        optimiser.step()
+        losses.append(float(value.detach()))
+        if val_streams is not None and (step % eval_every == 0 or step == steps):
+            est = predict(model, setting, val_streams, seed + 1, device)
+            val = float(np.abs(est - val_streams.counts).mean())
+            history.append((step, val))
+            if on_eval is not None:
+                on_eval(step, float(np.mean(losses[-eval_every:])), val)
+            if val < best[0]:
+                best, stale = (val, step, copy.deepcopy(model.state_dict())), 0
+            else:
+                stale += 1
+                if patience and stale >= patience:
+                    break
+    if val_streams is not None:
+        model.load_state_dict(best[2])
+    return TrainResult(losses, history, best[1], best[0])
