@@ -3,10 +3,11 @@ next to our CountMin at the same bytes (seed 003 §5.4).
 
     python -m pipeline.bench lego --json out.json [--items 2000000 --bricks 12]
 
-Rows: lego_store, lego_query (every item through the neural decoder: the ensemble's
-slowest path), lego_query_rule (the rule-based read only), countmin_update,
-countmin_query; each with items_per_s (median over repeats, one timed call per batch
-loop, no per-item Python).
+Rows: lego_store, lego_query (the ensemble as deployed: the neural decoder only in the
+bricks whose scan selects it; pass --checkpoint with a trained brick, an untrained one
+selects at random), lego_query_neural (every item through the decoder: the slowest
+path), lego_query_rule (the rule-based read only), countmin_update, countmin_query; each
+with items_per_s (median over repeats of one timed loop over the batches).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     rows = []
     common = {"device": args.device, "bytes": n_bytes, "batch": args.batch, "threads": torch.get_num_threads()}
-    for method, fn in (("lego_store", store), ("lego_query", query("neural")), ("lego_query_rule", query("rule"))):
+    for method, fn in (("lego_store", store), ("lego_query", query("auto")), ("lego_query_neural", query("neural")),
+                       ("lego_query_rule", query("rule"))):
         rate, seconds = _median_rate(fn, args.items, args.repeats)
         rows.append({"method": method, "items_per_s": rate, "seconds": seconds, **common})
     sketch = CountMin.for_bytes(n_bytes, depth=3)
@@ -92,9 +94,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rate, seconds = _median_rate(fn, args.items, args.repeats)
         rows.append({"method": method, "items_per_s": rate, "seconds": seconds, **common, "device": "cpu"})
     by_name = {row["method"]: row["items_per_s"] for row in rows}
-    rows[0]["ratio_to_countmin"] = by_name["lego_store"] / by_name["countmin_update"]
-    rows[1]["ratio_to_countmin"] = by_name["lego_query"] / by_name["countmin_query"]
-    rows[2]["ratio_to_countmin"] = by_name["lego_query_rule"] / by_name["countmin_query"]
+    for row in rows[:4]:
+        peer = "countmin_update" if row["method"] == "lego_store" else "countmin_query"
+        row["ratio_to_countmin"] = row["items_per_s"] / by_name[peer]
     return rows
 
 
