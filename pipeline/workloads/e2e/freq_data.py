@@ -73,29 +73,19 @@ def streams_from_items(items: np.ndarray) -> Streams:
 
 
 def load_stream_file(path: str | Path, universe: int, length: int) -> np.ndarray:
-    """Item ids from a file: `.npy` (1-D or 2-D) or text with ids separated by spaces,
-    commas or newlines. The ids are cut into streams of `length` (a short last one is
-    dropped unless it is the only one). ValueError on a missing or empty file or ids
-    outside [0, universe)."""
+    """Item ids from a stream file (`sketches.load_stream`: `.npy` or one item per line),
+    cut into streams of `length` (a short tail is dropped unless it is the only
+    stream). ValueError naming the file when it is missing, empty or has ids outside
+    [0, universe)."""
+    from pipeline.workloads.sketches import load_stream
+
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"stream_file {str(path)!r} does not exist")
-    if path.suffix == ".npy":
-        ids = np.load(path).reshape(-1)
-    else:
-        text = path.read_text().replace(",", " ")
-        try:
-            ids = np.array(text.split(), dtype=np.int64)
-        except ValueError as err:
-            raise ValueError(f"stream_file {str(path)!r} has a non-integer item: {err}") from None
-    if ids.size == 0:
-        raise ValueError(f"stream_file {str(path)!r} has no items")
-    if not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"stream_file {str(path)!r} must hold integer ids, got {ids.dtype}")
+    ids = load_stream(path)  # raises ValueError "...: no items" on an empty file
     if ids.min() < 0 or ids.max() >= universe:
         raise ValueError(f"stream_file {str(path)!r} has ids outside [0, {universe}): "
                          f"min {ids.min()}, max {ids.max()}")
-    ids = ids.astype(np.int64)
     if ids.size < length:
         return ids[None, :]
     usable = (ids.size // length) * length

@@ -204,3 +204,36 @@ def build_model(config: FreqModelConfig, universe: int | None = None, images: bo
             raise ValueError(f"universe must be at least 1, got {universe}")
         encoder = IdEncoder(universe, config.embed_dim)
     return FreqSketch(encoder, config)
+
+
+def hashing_model(universe: int, k: int, M: int = 1, delta: float = 1.0,
+                  predictor_scale: float = 1.0) -> FreqSketch:
+    """A hand-set FreqSketch that is CountMin with fixed hashes: item x writes `delta` to
+    counters (x + i * (k // M)) % k, i = 0..M-1, reader i reads the same counter and the
+    predictor returns `predictor_scale` x the mean read value. With k >= universe and
+    M = 1 every item has its own counter, so answers are exact counts times delta. For
+    tests of the memory arithmetic, the budgets and the delta read-out."""
+    config = FreqModelConfig(k=k, M=M, embed_dim=universe, adaptive=True, value_init=0.0,
+                             temperature=2.0)
+    encoder = IdEncoder(universe, universe)
+    ids = torch.arange(universe)
+    big = 50.0  # logit margin: argmax (inference) and near one-hot softmax (training)
+    with torch.no_grad():
+        encoder.embedding.weight.copy_(torch.eye(universe))
+        writer = nn.Linear(universe, M * k + M)
+        writer.weight.zero_()
+        writer.bias.zero_()
+        readers = nn.ModuleList()
+        for i in range(M):
+            target = (ids + i * (k // M)) % k
+            writer.weight[i * k + target, ids] = big
+            writer.bias[M * k + i] = delta
+            reader = nn.Linear(universe + (i * (k + 1)), k)
+            reader.weight.zero_()
+            reader.bias.zero_()
+            reader.weight[target, ids] = big
+            readers.append(reader)
+        predictor = nn.Sequential(nn.Linear(M, 1), nn.Flatten(-2))
+        predictor[0].weight.fill_(predictor_scale / M)
+        predictor[0].bias.zero_()
+    return FreqSketch(encoder, config, writer=writer, readers=readers, predictor=predictor)
