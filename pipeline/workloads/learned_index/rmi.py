@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from pipeline.pareto import non_dominated
 from pipeline.workloads.learned_index.models import FLOAT_BYTES, KEY, Model, finish, horner, to_position
 
 TOP_TYPES = ("linear", "robust_linear", "linear_spline", "cubic", "loglinear", "radix")
@@ -250,12 +251,7 @@ class RmiCandidate:
 
 def pareto_indices(costs: np.ndarray) -> np.ndarray:
     """Indices of the non-dominated rows of `costs` (all minimised), in input order."""
-    keep = []
-    for i, row in enumerate(costs):
-        dominated = np.any(np.all(costs <= row, axis=1) & np.any(costs < row, axis=1))
-        if not dominated:
-            keep.append(i)
-    return np.array(keep, dtype=np.int64)
+    return np.flatnonzero(non_dominated(costs, ["min"] * costs.shape[1]))
 
 
 def _bits_range(n: int) -> list[int]:

@@ -1,0 +1,140 @@
+"""Fronts per table and the synoptic table of seed 001 Table 2, from per-table results.
+
+Input is a "long" table, one row per (configuration, table): columns `model` (class),
+`search`, `level`, `dist`, `ns_per_lookup`, `space_fraction`, `reduction_factor`, and for
+the space-bounded classes `space_bound`. `from_trials` makes it from a pipeline run's
+`trials.csv` (the workload reports every table's metrics as `<metric>/<level>/<dist>`).
+
+- `fronts`: the Pareto front of (ns_per_lookup, space_fraction) for each table.
+- `synoptic_table`: Table 2's shape. For each memory level and each row kind (the best
+  query time of a class; the best within 10% space; SY-RMI and PGM_M at each space bound),
+  the configuration picked on each table, then averaged over the level's tables; the first
+  row is the fastest and carries absolute values (time in seconds, space as a fraction of
+  the table, reduction factor in %), every other row is the ratio row / first row, as in
+  the seed.
+
+    python -m pipeline.workloads.learned_index.report TRIALS.csv --out DIR
+    python -m pipeline.workloads.learned_index.report --mine L2     # SY-RMI synopsis for a level
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.pareto import non_dominated
+
+#: the seed's names for the classes (Table 2 and §5)
+CLASS_NAMES = {"rmi": "RMI", "sy_rmi": "SY-RMI", "pgm": "PGM", "pgm_bicriteria": "PGM_M", "radix_spline": "RS",
+               "btree": "BTree", "linear": "L", "quadratic": "Q", "cubic": "C", "ko": "KO", "none": "no model"}
+METRICS = ("ns_per_lookup", "space_fraction", "reduction_factor")
+
+
+def from_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """The long table from a pipeline `trials.csv` (finished trials only)."""
+    if "final" in trials:
+        trials = trials[trials["final"] == 1]
+    if "status" in trials:
+        trials = trials[trials["status"] == "DONE"]
+    rows = []
+    tables = sorted({tuple(c.split("/")[1:]) for c in trials.columns if c.startswith("ns_per_lookup/")})
+    for _, trial in trials.iterrows():
+        for level, dist in tables:
+            values = {m: trial.get(f"{m}/{level}/{dist}") for m in METRICS}
+            if values["ns_per_lookup"] is None or not np.isfinite(values["ns_per_lookup"]):
+                continue
+            rows.append({"trial_id": trial.get("trial_id"), "model": trial.get("config/model"),
+                         "search": trial.get("config/search"), "space_bound": trial.get("config/space_bound"),
+                         "level": level, "dist": dist, **values})
+    return pd.DataFrame(rows)
+
+
+def fronts(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with a boolean `pareto` column: on the (time, space) front of its table."""
+    out = []
+    for _, group in rows.groupby(["level", "dist"], sort=True):
+        group = group.copy()
+        group["pareto"] = non_dominated(group[["ns_per_lookup", "space_fraction"]].to_numpy(float), ["min", "min"])
+        out.append(group)
+    return pd.concat(out, ignore_index=True) if out else rows.assign(pareto=[])
+
+
+def _pick(group: pd.DataFrame, kind: str, model: str, bound: float | None) -> pd.Series | None:
+    rows = group[group["model"] == model]
+    if kind == "bound":
+        rows = rows[np.isclose(rows["space_bound"].astype(float), bound)]
+    elif kind == "within10":
+        rows = rows[rows["space_fraction"] <= 0.10]
+    if rows.empty:
+        return None
+    return rows.loc[rows["ns_per_lookup"].idxmin()]
+
+
+def synoptic_table(rows: pd.DataFrame, bounds: tuple[float, ...] = (0.0005, 0.007, 0.02)) -> pd.DataFrame:
+    """Seed 001 Table 2 from the long table (module docstring)."""
+    kinds = []
+    for model in ("rmi", "pgm", "radix_spline", "btree"):
+        kinds += [(f"Best {CLASS_NAMES[model]}", "best", model, None),
+                  (f"{CLASS_NAMES[model]} <= 10", "within10", model, None)]
+    for model in ("sy_rmi", "pgm_bicriteria"):
+        kinds += [(f"{CLASS_NAMES[model]} {100 * b:g}", "bound", model, b) for b in bounds]
+    for model in ("ko", "linear", "cubic", "none"):
+        kinds.append((f"Best {CLASS_NAMES[model]}", "best", model, None))
+    out = []
+    for level, by_level in rows.groupby("level", sort=True):
+        averaged = []
+        for name, kind, model, bound in kinds:
+            picks = [_pick(g, kind, model, bound) for _, g in by_level.groupby("dist")]
+            picks = [p for p in picks if p is not None]
+            if not picks:
+                continue
+            averaged.append({"level": level, "model": name, "tables": len(picks),
+                             "time_s": float(np.mean([p["ns_per_lookup"] for p in picks])) * 1e-9,
+                             "space": float(np.mean([p["space_fraction"] for p in picks])),
+                             "rf": float(np.mean([p["reduction_factor"] for p in picks]))})
+        if not averaged:
+            continue
+        table = pd.DataFrame(averaged).sort_values("time_s", kind="stable").reset_index(drop=True)
+        best = table.iloc[0]
+        for column in ("time_s", "space", "rf"):
+            ratios = table[column] / best[column] if best[column] else np.nan
+            table[column] = [best[column]] + list(ratios.iloc[1:])
+        out.append(table)
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def mine(level: str, dists: tuple[str, ...] = ("uniform_sparse", "normal", "lognormal"), seed: int = 0,
+         l4_size: int = 10_000_000):
+    """SY-RMI synopsis of a memory level (seed §3.2, §4): CDFShop fronts of the level's
+    synthetic tables, UB and the relative-majority pair."""
+    from pipeline.workloads.learned_index import data, rmi
+
+    tables = [data.synthetic_keys(d, data.level_size(level, l4_size), seed) for d in dists]
+    return rmi.mine_synopsis(tables, seed=seed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("trials", nargs="?", help="a pipeline run's trials.csv")
+    parser.add_argument("--out", default="learned_index_report", help="folder for fronts.csv and synoptic.csv")
+    parser.add_argument("--mine", metavar="LEVEL", help="mine the SY-RMI synopsis of a memory level and print it")
+    args = parser.parse_args(argv)
+    if args.mine:
+        print(mine(args.mine))
+        return
+    if not args.trials:
+        parser.error("give a trials.csv or --mine LEVEL")
+    rows = from_trials(pd.read_csv(args.trials))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fronts(rows).to_csv(out / "fronts.csv", index=False)
+    table = synoptic_table(rows)
+    table.to_csv(out / "synoptic.csv", index=False)
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

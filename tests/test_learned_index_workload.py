@@ -1,0 +1,123 @@
+"""The learned_index workload, its task files and the report (seed 001 Table 2 shape)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.workloads.base import LocalReporter
+from pipeline.workloads.learned_index import data, report
+from pipeline.workloads.learned_index.workload import WORKLOAD, LearnedIndexParams
+
+ROOT = Path(__file__).resolve().parents[1]
+DETERMINISTIC = ("bytes", "space_fraction", "reduction_factor", "reduction_factor_train", "avg_log2_error")
+
+
+def _run(smoke: bool = True, **values):
+    reporter = LocalReporter()
+    params = WORKLOAD.make_params({**(WORKLOAD.smoke_params if smoke else {}), "queries": 5000, **values})
+    WORKLOAD.validate(params)
+    return WORKLOAD.run(params, reporter), reporter
+
+
+def test_smoke_run_reports_finite_metrics_and_repeats():
+    first, reporter = _run()
+    assert reporter.history and all(math.isfinite(v) for v in first.values())
+    assert set(first) <= set(WORKLOAD.metrics)
+    assert first["ns_per_lookup"] > 0 and 0 < first["space_fraction"]
+    assert (reporter.artifact_dir / "tables.csv").exists()
+    second, _ = _run()
+    assert all(first[k] == second[k] for k in DETERMINISTIC)
+
+
+def test_several_tables_each_reported():
+    metrics, reporter = _run(model="pgm", level=["L1"], dist=["normal", "lognormal"], queries=5000)
+    assert metrics["tables"] == 2 and len(reporter.history) == 3  # one per table, one final
+    assert "ns_per_lookup/L1/lognormal" in metrics and "space_fraction/L1/normal" in metrics
+
+
+def test_users_keys_file(tmp_path):
+    keys = np.sort(np.random.default_rng(0).integers(0, 2**40, 5000)).astype(np.uint64)
+    path = tmp_path / "mine_uint64"
+    data.write_sosd(path, keys)
+    metrics, _ = _run(False, keys_file=str(path), model="radix_spline", rs_radix_bits=8)
+    assert metrics["tables"] == 1 and "ns_per_lookup/custom/user" in metrics
+    assert metrics["space_fraction"] == metrics["bytes"] / (5000 * 8)  # the whole file
+    down, _ = _run(False, keys_file=str(path), model="linear", level="L1")  # down-sampled to 3.7K keys (§3.4)
+    assert down["space_fraction"] == down["bytes"] / (3700 * 8) and "ns_per_lookup/L1/user" in down
+
+
+@pytest.mark.parametrize("payload,message", [(np.array([5, 3, 9], dtype=np.uint64), "not sorted"),
+                                             (np.array([1.5, np.nan]), "NaN"),
+                                             (np.array([4], dtype=np.uint64), "at least 2 keys")])
+def test_bad_keys_file_is_a_one_line_error(tmp_path, payload, message):
+    path = tmp_path / "keys.npy"
+    np.save(path, payload)
+    params = WORKLOAD.make_params({"keys_file": str(path)})
+    with pytest.raises(ValueError, match=message) as info:
+        WORKLOAD.validate(params)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_bad_params():
+    with pytest.raises(ValueError, match="bfe"):
+        WORKLOAD.validate(WORKLOAD.make_params({"model": "pgm", "search": "bfe"}))
+    with pytest.raises(ValueError):
+        WORKLOAD.make_params({"model": "spline9"})
+    with pytest.raises(ValueError):
+        WORKLOAD.make_params({"level": []})
+    with pytest.raises(ValueError):
+        WORKLOAD.make_params({"rmi_bits": 30})
+
+
+def test_baselines_rows():
+    params = WORKLOAD.make_params({"level": "L1", "queries": 3000, "repeats": 1})
+    rows = WORKLOAD.baselines(params)
+    assert {r["method"] for r in rows} == {"bbs", "bfs", "kbfs_k6", "bfe", "numpy.searchsorted"}
+    assert all(r["ns_per_lookup"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("task", ["learned_index.yaml", "learned_index_constant_space.yaml"])
+def test_task_files_name_real_params(task):
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "tasks" / task).read_text())
+    space = yaml.safe_load((ROOT / "search_spaces" / spec["search_space"]).read_text())
+    fields = set(LearnedIndexParams.model_fields)
+    assert set(space["parameters"]) <= fields
+    for profile in spec["profiles"].values():
+        WORKLOAD.make_params({**spec["params"], **profile.get("params", {})})
+    assert {o["metric"] for o in spec["objectives"]} <= set(WORKLOAD.metrics)
+
+
+def test_report_fronts_and_synoptic_table():
+    rows = pd.DataFrame([
+        {"model": "rmi", "search": "bbs", "space_bound": None, "level": "L2", "dist": "normal",
+         "ns_per_lookup": 50.0, "space_fraction": 0.5, "reduction_factor": 99.9},
+        {"model": "rmi", "search": "bbs", "space_bound": None, "level": "L2", "dist": "normal",
+         "ns_per_lookup": 80.0, "space_fraction": 0.05, "reduction_factor": 99.0},
+        {"model": "pgm", "search": "bbs", "space_bound": None, "level": "L2", "dist": "normal",
+         "ns_per_lookup": 90.0, "space_fraction": 0.08, "reduction_factor": 99.5},
+        {"model": "sy_rmi", "search": "bbs", "space_bound": 0.02, "level": "L2", "dist": "normal",
+         "ns_per_lookup": 100.0, "space_fraction": 0.02, "reduction_factor": 98.0},
+    ])
+    front = report.fronts(rows)
+    assert front["pareto"].tolist() == [True, True, False, True]
+    table = report.synoptic_table(rows).set_index("model")
+    assert table.loc["Best RMI", "time_s"] == pytest.approx(50e-9)  # the best row: absolute
+    assert table.loc["RMI <= 10", "time_s"] == pytest.approx(80 / 50)  # the others: ratios
+    assert table.loc["SY-RMI 2", "space"] == pytest.approx(0.02 / 0.5)
+    assert table.loc["Best PGM", "rf"] == pytest.approx(99.5 / 99.9)
+
+
+def test_report_from_trials_csv_columns():
+    trials = pd.DataFrame([{"trial_id": "a", "final": 1, "status": "DONE", "config/model": "pgm",
+                            "config/search": "bfs", "config/space_bound": 0.02,
+                            "ns_per_lookup/L1/normal": 40.0, "space_fraction/L1/normal": 0.01,
+                            "reduction_factor/L1/normal": 99.0}])
+    rows = report.from_trials(trials)
+    assert rows.iloc[0][["model", "level", "dist", "ns_per_lookup"]].tolist() == ["pgm", "L1", "normal", 40.0]
