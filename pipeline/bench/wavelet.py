@@ -9,7 +9,8 @@ them the peers: the uint32 permutation array and a sorted copy with positions (s
 model), binary search through the mapping without a model, and static B+-tree secondary
 indexes (`btree_f<fanout>`). `bound_ratio` = probes x ns per access / B+-tree ns per
 lookup, against the fastest B+-tree row (the strictest reading of "5 times (Mapping
-Scheme) <= B+ Tree Cost"); `lookup_vs_btree` = whole lookup / that B+-tree.
+Scheme) <= B+ Tree Cost"); `lookup_vs_btree` = whole lookup / that B+-tree, re-timed beside each row. Times are CPU
+time of the timing thread (the machine is shared), medians of `--repeats` runs.
 """
 
 from __future__ import annotations
@@ -66,23 +67,32 @@ def main(argv: list[str]) -> list[dict]:
     common = {"n": args.n, "model": model.label, "entropy_bits": entropy}
 
     rows: list[dict] = []
+    best = None
     for fanout in args.btree_fanouts:
         t0 = time.perf_counter()
         btree = StaticBPlusTree.build(keys, fanout=fanout, leaf_size=fanout, order=order)
         build = time.perf_counter() - t0
-        rows.append({"method": f"btree_f{fanout}", "bits_per_element": btree.size_bits() / args.n,
+        bits = btree.size_bits() / args.n
+        rows.append({"method": f"btree_f{fanout}", "bits_per_element": bits, "total_bits_per_element": bits,
                      "ns_per_access": float("nan"), "ns_per_lookup": time_btree(btree, queries, expected, args.repeats),
                      "probes_per_lookup": float("nan"), "build_s": build, **common})
-        del btree
+        if best is None or rows[-1]["ns_per_lookup"] < best[1]:
+            best = (btree, rows[-1]["ns_per_lookup"])
         gc.collect()
-    btree_ns = min(r["ns_per_lookup"] for r in rows)
+    reference = best[0]  # the fastest B+-tree: the strictest reading of the bound
 
     def add(method: str, index: UnsortedIndex, ns_access: float, build: float) -> None:
+        # the reference B+-tree is re-timed beside every row (median of before and after),
+        # so that a ratio compares two timings taken under the same load of the shared machine
+        before = time_btree(reference, queries, expected, args.repeats)
         timing = time_index(index, queries, expected, args.repeats)
+        btree_ns = float(np.median([before, time_btree(reference, queries, expected, args.repeats)]))
         rows.append({"method": method, "bits_per_element": index.mapping_bits() / args.n,
                      "model_bits_per_element": index.model_bits() / args.n,
+                     "total_bits_per_element": (index.mapping_bits() + index.model_bits()) / args.n,
                      "ns_per_access": ns_access, "ns_per_lookup": timing.ns_per_lookup,
                      "probes_per_lookup": timing.probes_per_lookup, "build_s": build,
+                     "btree_ns_beside": btree_ns,
                      "bound_ratio": timing.probes_per_lookup * ns_access / btree_ns,
                      "lookup_vs_btree": timing.ns_per_lookup / btree_ns, **common})
 
@@ -115,8 +125,8 @@ def main(argv: list[str]) -> list[dict]:
                 add(f"{name}+binary", index, ns_access, build)
             del tree, index
             gc.collect()
-    for row in rows:
-        fits = row["bits_per_element"] <= 28.0 and row["ns_per_lookup"] <= 2.0 * btree_ns
+    for row in rows:  # the issue's target: <= 28 bits per element and within 2x of the B+-tree
+        fits = row["bits_per_element"] <= 28.0 and row.get("lookup_vs_btree", np.inf) <= 2.0
         row["meets_target"] = float(fits and row["method"].startswith("wavelet"))
     return rows
 

@@ -63,7 +63,7 @@ class WaveletParams(Params):
 
 
 METRICS = (
-    "bits_per_element", "model_bits_per_element", "ns_per_access", "ns_per_lookup", "probes_per_lookup",
+    "bits_per_element", "model_bits_per_element", "total_bits_per_element", "ns_per_access", "ns_per_lookup", "probes_per_lookup",
     "btree_ns_per_lookup", "btree_bits_per_element", "permutation_ns_per_lookup", "bound_ratio",
     "lookup_vs_btree", "build_s", "entropy_bits_per_element", "levels",
 )
@@ -94,6 +94,7 @@ def run(params: WaveletParams, report: Reporter) -> dict[str, float]:
     model = fit_model(params.model, keys[order], **_model_params(params))
     index = UnsortedIndex(keys, "wavelet", model, tree=tree)
     sizes = {"bits_per_element": index.mapping_bits() / params.n, "model_bits_per_element": index.model_bits() / params.n,
+             "total_bits_per_element": (index.mapping_bits() + index.model_bits()) / params.n,
              "entropy_bits_per_element": entropy_bits_per_element(params.n), "levels": float(tree.levels), "build_s": build_s}
     report(sizes, step=0)
 
