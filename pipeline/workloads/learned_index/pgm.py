@@ -121,6 +121,19 @@ def _level(xs: np.ndarray, ys: np.ndarray, epsilon: float):
     return xs[starts], slopes, ys[starts].astype(np.float64)
 
 
+def _levels(distinct: np.ndarray, lower: np.ndarray, epsilon: int, epsilon_recursive: int) -> list:
+    levels = [_level(distinct, lower.astype(np.float64), epsilon)]
+    while levels[-1][0].size > 1:
+        firsts = levels[-1][0]
+        levels.append(_level(firsts, np.arange(firsts.size, dtype=np.float64), epsilon_recursive))
+    return levels
+
+
+def _size_bytes(levels: list) -> int:
+    segments = sum(level[0].size for level in levels)
+    return segments * SEGMENT_BYTES + (len(levels) + 1) * INT_BYTES + 3 * FLOAT_BYTES + 2 * INT_BYTES
+
+
 def fit_pgm(keys: np.ndarray, epsilon: int = 64, epsilon_recursive: int = 4) -> Model:
     """PGM-index with last-level error `epsilon` and internal error `epsilon_recursive`."""
     started = time.perf_counter()
@@ -128,16 +141,13 @@ def fit_pgm(keys: np.ndarray, epsilon: int = 64, epsilon_recursive: int = 4) -> 
         raise ValueError(f"PGM epsilons must be >= 1, got {epsilon}, {epsilon_recursive}")
     keys = np.ascontiguousarray(keys, dtype=KEY)
     distinct, lower = np.unique(keys, return_index=True)  # duplicates: approximate the lower bound
-    levels = [_level(distinct, lower.astype(np.float64), epsilon)]
-    while levels[-1][0].size > 1:
-        firsts = levels[-1][0]
-        levels.append(_level(firsts, np.arange(firsts.size, dtype=np.float64), epsilon_recursive))
+    levels = _levels(distinct, lower, epsilon, epsilon_recursive)
     offsets = np.cumsum([0] + [level[0].size for level in levels]).astype(np.int64)
     state = (np.concatenate([level[0] for level in levels]), np.concatenate([level[1] for level in levels]),
              np.concatenate([level[2] for level in levels]), offsets, np.int64(epsilon_recursive),
              keys[0], keys[-1], np.int64(keys.size))
     segments = int(offsets[-1])
-    param_bytes = segments * SEGMENT_BYTES + offsets.size * INT_BYTES + 3 * FLOAT_BYTES
+    param_bytes = _size_bytes(levels) - 2 * INT_BYTES  # finish() adds the two errors
     params = {"epsilon": int(epsilon), "epsilon_recursive": int(epsilon_recursive), "segments": segments,
               "levels": len(levels)}
     return finish("pgm", keys, _pgm_predict, state, 1, param_bytes, params, started)
@@ -146,30 +156,36 @@ def fit_pgm(keys: np.ndarray, epsilon: int = 64, epsilon_recursive: int = 4) -> 
 def fit_pgm_bicriteria(keys: np.ndarray, space_bound: float = 0.02, a: float = 2.0, epsilon_recursive: int = 4,
                        key_bytes: int = 8) -> Model:
     """PGM_M.a (seed 001 §3.2): the smallest epsilon in [a x cls / size, n/2] whose index
-    takes at most `space_bound` x table bytes."""
+    takes at most `space_bound` x table bytes. The search sizes candidate indexes from
+    their segments alone and builds only the chosen one."""
     started = time.perf_counter()
     if not 0 < space_bound <= 1:
         raise ValueError(f"space_bound must be in (0, 1], got {space_bound}")
     if a <= 0:
         raise ValueError(f"a must be > 0, got {a}")
     keys = np.ascontiguousarray(keys, dtype=KEY)
+    distinct, lower = np.unique(keys, return_index=True)
     budget = space_bound * keys.size * key_bytes
+
+    def size(epsilon: int) -> int:
+        return _size_bytes(_levels(distinct, lower, epsilon, epsilon_recursive))
+
     low = max(1, int(round(a * CACHE_LINE / KEY_SIZE)))
     high = max(low, keys.size // 2)
-    best = fit_pgm(keys, high, epsilon_recursive)
-    if best.size_bytes <= budget:
-        first = fit_pgm(keys, low, epsilon_recursive)
-        if first.size_bytes <= budget:
-            best = first
-        else:
-            while high - low > 1:  # size(low) > budget >= size(high)
-                mid = (low + high) // 2
-                model = fit_pgm(keys, mid, epsilon_recursive)
-                if model.size_bytes <= budget:
-                    high, best = mid, model
-                else:
-                    low = mid
-    best.kind = "pgm_bicriteria"
-    best.params = {"space_bound": space_bound, "a": a, **best.params}
-    best.build_seconds = time.perf_counter() - started
-    return best
+    if size(low) <= budget:
+        chosen = low
+    elif size(high) > budget:
+        chosen = high  # nothing fits: the smallest index there is
+    else:
+        while high - low > 1:  # size(low) > budget >= size(high)
+            mid = (low + high) // 2
+            if size(mid) <= budget:
+                high = mid
+            else:
+                low = mid
+        chosen = high
+    model = fit_pgm(keys, chosen, epsilon_recursive)
+    model.kind = "pgm_bicriteria"
+    model.params = {"space_bound": space_bound, "a": a, **model.params}
+    model.build_seconds = time.perf_counter() - started
+    return model
