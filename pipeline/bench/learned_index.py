@@ -179,10 +179,19 @@ def main(argv: list[str]) -> list[dict]:
     return rows
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # until the bench runner exists: the same JSON it writes
     import json
+    import os
+    import platform
     import sys
 
     result = main(sys.argv[1:])
     for row in result:
         print(json.dumps(row, default=float))
+    if "--json" in sys.argv:
+        path = sys.argv[sys.argv.index("--json") + 1]
+        machine = {"cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+                   "python": platform.python_version(), "load_average": os.getloadavg()}
+        with open(path, "w") as f:
+            json.dump({"bench": "learned_index", "machine": machine, "command": " ".join(sys.argv),
+                       "results": result}, f, indent=1, default=float)

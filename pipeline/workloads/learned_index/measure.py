@@ -29,33 +29,26 @@ from pipeline.workloads.learned_index.search import WINDOWED, bfe, bfs, eytzinge
 
 @njit
 def _lookup_sum(window, state, keys, queries, search, k):
+    """(sum of lower bounds, sum of window sizes, lookups finished outside the window).
+    The two counters cost an add and an increment on a rare branch: they ride along so
+    that one compilation per (model, routine) serves timing and statistics."""
     n = keys.size
     total = 0
+    windows = 0
+    fallbacks = 0
     for i in range(queries.size):
         q = queries[i]
         lo, hi = window(state, q)
+        windows += hi - lo
         position = search(keys, lo, hi, q, k)
         if position == hi and hi < n and keys[hi] < q:
             position = bfs(keys, hi + 1, n, q, k)
+            fallbacks += 1
         elif position == lo and lo > 0 and keys[lo - 1] >= q:
             position = bfs(keys, 0, lo - 1, q, k)
+            fallbacks += 1
         total += position
-    return total
-
-
-@njit
-def _window_stats(window, state, keys, queries):
-    """Mean window and the number of queries whose lower bound is outside it."""
-    n = keys.size
-    total = 0.0
-    outside = 0
-    for i in range(queries.size):
-        q = queries[i]
-        lo, hi = window(state, q)
-        total += hi - lo
-        if (hi < n and keys[hi] < q) or (lo > 0 and keys[lo - 1] >= q):
-            outside += 1
-    return total / queries.size, outside
+    return total, windows, fallbacks
 
 
 @njit(cache=True)
@@ -80,6 +73,8 @@ class Timing:
     wall_ns_per_lookup: float  # the same in wall-clock time
     ns_per_lookup_all: tuple[float, ...]
     checksum: int
+    mean_window: float  # mean (hi - lo) over the queries
+    fallbacks: int  # lookups whose lower bound was outside the window
 
 
 def expected_checksum(keys: np.ndarray, queries: np.ndarray) -> int:
@@ -113,18 +108,19 @@ def time_lookups(keys: np.ndarray, queries: np.ndarray, model: Model | None, sea
         eytzinger, rank = eytzinger_layout(keys)
         _bfe_sum(eytzinger, rank, queries[:64])
         median, wall, samples, checksum = _timed(lambda: _bfe_sum(eytzinger, rank, queries), queries.size, repeats)
+        windows, fallbacks = float(keys.size) * queries.size, 0
     else:
         if search not in WINDOWED:
             raise ValueError(f"unknown search routine {search!r}; valid: {', '.join(WINDOWED)}, bfe")
         routine, arity = WINDOWED[search], np.int64(k)
         _lookup_sum(model.window, model.window_state, keys, queries[:64], routine, arity)
-        median, wall, samples, checksum = _timed(
+        median, wall, samples, (checksum, windows, fallbacks) = _timed(
             lambda: _lookup_sum(model.window, model.window_state, keys, queries, routine, arity),
             queries.size, repeats)
     if int(checksum) != expected:
         raise RuntimeError(f"wrong lookups: sum of positions {int(checksum)} != numpy's {expected} "
                            f"({model.label if model else search}, {search}); no time is reported")
-    return Timing(median, wall, samples, int(checksum))
+    return Timing(median, wall, samples, int(checksum), float(windows) / queries.size, int(fallbacks))
 
 
 def time_searchsorted(keys: np.ndarray, queries: np.ndarray, repeats: int = 3) -> float:
@@ -145,10 +141,7 @@ def evaluate(keys: np.ndarray, queries: np.ndarray, model: Model, search: str = 
     """Every metric of one model + routine on one table and query set."""
     timing = time_lookups(keys, queries, model, search, k, repeats, expected)
     n = keys.size
-    if search == "bfe":
-        mean_window, outside = float(n), 0
-    else:
-        mean_window, outside = _window_stats(model.window, model.window_state, keys, queries)
+    mean_window = timing.mean_window
     return {
         "ns_per_lookup": timing.ns_per_lookup,
         "wall_ns_per_lookup": timing.wall_ns_per_lookup,
@@ -159,7 +152,7 @@ def evaluate(keys: np.ndarray, queries: np.ndarray, model: Model, search: str = 
         "mean_window": float(mean_window),
         "avg_log2_error": model.avg_log2_error,
         "build_ns_per_key": model.build_seconds * 1e9 / n,
-        "fallbacks": float(outside),
+        "fallbacks": float(timing.fallbacks),
         "n_keys": float(n),
     }
 
