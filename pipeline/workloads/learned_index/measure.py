@@ -67,6 +67,18 @@ def _gather_sum(table, positions):
     return total
 
 
+@njit(cache=True)
+def _chase_sum(table, positions, zero):
+    """Dependent random reads: each read's position waits for the previous value (masked
+    by a zero the compiler cannot see), so this is one memory latency per read."""
+    total = np.uint64(0)
+    previous = np.uint64(0)
+    for i in range(positions.size):
+        previous = table[positions[i] ^ np.int64(previous & zero)]
+        total += previous
+    return total
+
+
 @dataclass(frozen=True)
 class Timing:
     ns_per_lookup: float  # median over repeats of (loop CPU time / queries)
@@ -134,6 +146,15 @@ def time_random_read_floor(keys: np.ndarray, count: int, seed: int = 0, repeats:
     positions = np.random.default_rng(seed).integers(0, keys.size, size=count)
     _gather_sum(keys, positions[:64])
     return _timed(lambda: _gather_sum(keys, positions), count, repeats)[0]
+
+
+def time_random_read_latency(keys: np.ndarray, count: int, seed: int = 0, repeats: int = 3) -> float:
+    """One dependent random read per query from an array of the table's size: a lookup's
+    first cache miss cannot overlap the previous lookup's in this form."""
+    positions = np.random.default_rng(seed).integers(0, keys.size, size=count)
+    zero = np.uint64(0)
+    _chase_sum(keys, positions[:64], zero)
+    return _timed(lambda: _chase_sum(keys, positions, zero), count, repeats)[0]
 
 
 def evaluate(keys: np.ndarray, queries: np.ndarray, model: Model, search: str = "bbs", k: int = 3,

@@ -95,7 +95,7 @@ def tables_for(params: LearnedIndexParams) -> list[tuple[str, str, data.Table, n
     if params.keys_file:
         # the user's file whole, unless a size or a level was asked for: then down-sampled (§3.4)
         level = params.level if isinstance(params.level, str) and "level" in params.model_fields_set else None
-        specs = [(level or "custom", "user", (params.dist if isinstance(params.dist, str) else "user", level))]
+        specs = [(level or "custom", "user", ("user", level))]
     else:
         specs = [(level, dist, (dist, level)) for level in _as_list(params.level) for dist in _as_list(params.dist)]
     out = []
