@@ -163,3 +163,20 @@ def test_sy_rmi_branching_follows_the_space_bound():
     assert small.params["branching"] == int(0.0005 * keys.size * 8 / 24)
     assert large.params["branching"] > small.params["branching"]
     assert large.size_bytes <= 0.021 * keys.size * 8
+
+
+def test_sy_rmi_synopsis_from_fronts():
+    """UB is the median of branching / bytes over every returned RMI; the pair is the
+    relative majority of the fastest RMI per table (seed §3.2)."""
+    from pipeline.workloads.learned_index import rmi
+
+    tables = [data.synthetic_keys(d, 3000, seed=1) for d in ("normal", "lognormal")]
+    fronts = [rmi.optimize_rmi(k, phase1_bits=(6,), top_types=("linear",), leaf_types=("linear", "linear_spline"),
+                               bits=[6, 7]) for k in tables]
+    synopsis = rmi.mine_synopsis(tables, query_fraction=0.001, fronts=fronts)
+    ratios = [c.branching / c.size_bytes for front in fronts for c in front]
+    assert synopsis.units_per_byte == pytest.approx(float(np.median(ratios)))
+    assert synopsis.top == "linear" and synopsis.leaf in ("linear", "linear_spline")
+    assert sum(synopsis.votes.values()) == 2
+    model = fit_model("sy_rmi", tables[0], space_bound=0.02, synopsis=synopsis)
+    assert model.params["branching"] == max(1, int(synopsis.units_per_byte * 0.02 * 3000 * 8))
