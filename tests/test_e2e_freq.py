@@ -14,11 +14,21 @@ from pipeline.workloads.base import LocalReporter
 from pipeline.workloads.e2e.freq_data import (
     digit_pools, load_stream_file, render_numbers, sample_streams, true_counts, zipf_probabilities)
 from pipeline.workloads.e2e.freq_model import FreqModelConfig, build_model, hashing_model
-from pipeline.workloads.e2e.freq_readout import fit_delta, sketch_estimates
+from pipeline.workloads.e2e.freq_readout import apply_readout, fit_delta, sketch_estimates
 from pipeline.workloads.e2e.freq_train import FreqSetting, train
 from pipeline.workloads.e2e.freq_workload import WORKLOAD, FreqParams, run
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models: a second intra-op thread only adds contention (10x slower on a
+    loaded 2-core box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def small_model(M: int = 2, k: int = 8, universe: int = 30, images: bool = False):
@@ -107,6 +117,13 @@ def test_delta_readout_recovers_known_delta(M, delta, scale):
     assert fit.intercept == pytest.approx(0.0, abs=1e-4)
     assert fit.delta_written == pytest.approx(delta, abs=1e-5)
     np.testing.assert_allclose(fit.estimates, delta * scale * np.arange(1, 16), atol=1e-4)
+
+
+def test_readout_curve_applied_to_countmin_counts():
+    model = hashing_model(30, k=32, M=1, delta=1.0, predictor_scale=0.5)
+    fit = fit_delta(model, torch.arange(5), max_count=10)
+    counts = np.array([1.0, 2.5, 10.0, 14.0])
+    np.testing.assert_allclose(apply_readout(counts, fit), 0.5 * counts, atol=1e-5)
 
 
 # --- streams ---------------------------------------------------------------------------

@@ -11,6 +11,11 @@ and the classic sketches run on the same streams.
 - `decision_boundary`: for each label of the image setting, the counter its held-out
   images are written to and read from (majority over images), and whether that counter
   is its own (no other label's majority position) - Figure 24's "reserved positions".
+- `apply_readout`: carries the model's whole answer curve (estimate against number of
+  arrivals) back into CountMin: a CountMin count C is answered with the model's estimate
+  for C arrivals (interpolated; linear with the fitted delta beyond the read-out range).
+  In our quick runs the model learned "subtract the expected collisions" (slope ~1, a
+  negative intercept) more than "delta < 1", so this carries over what it did learn.
 - `sketch_estimates`: CountMin / Count-Sketch from `pipeline.workloads.sketches`, one
   fresh sketch (own hash seed) per stream, queried for the stream's queries.
 """
@@ -86,6 +91,14 @@ def decision_boundary(model: FreqSketch, labels: int, pool, images_per_label: in
     return {"label": np.arange(labels), "write_position": write_pos,
             "write_agreement": write_agree, "read_position": read_pos,
             "read_agreement": read_agree, "own_counter": users[write_pos] == 1}
+
+
+def apply_readout(counts: np.ndarray, fit: DeltaFit) -> np.ndarray:
+    """The model's read-out curve applied to classic CountMin counts (delta 1)."""
+    top = fit.counts[-1]
+    inside = np.interp(counts, fit.counts, fit.estimates)
+    beyond = fit.estimates[-1] + fit.delta * (counts - top)
+    return np.where(counts > top, beyond, inside)
 
 
 def sketch_estimates(streams: Streams, kind: str, width: int, depth: int,
