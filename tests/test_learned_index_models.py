@@ -91,6 +91,7 @@ def test_unknown_kind_and_tiny_table():
         fit_model("ko", keys, segments=21)
 
 
+@pytest.mark.slow  # one numba compilation per (model, routine): ~10 s
 def test_every_kind_through_measure_with_absent_keys():
     """The compiled loop's checksum equals numpy's for present and absent keys."""
     from pipeline.workloads.learned_index.measure import evaluate
