@@ -313,7 +313,7 @@ EVAL_WORKLOAD = Workload(
     run=run_eval,
     metrics=("are", "aae", "bytes") + tuple(f"{x}_{m}" for m in METHODS if m not in ("lego", "ms") for x in ("are", "aae")),
     description="evaluate a trained Lego brick on a stream file at a list of budgets",
-    uses_torch=True,
+    uses_torch=False,  # inference only: no Train worker needed (tensors still go to report.device)
     smoke_params={"budgets_kb": [100, 200], "eval_skews": [1.1], "eval_distinct": 2000},
     validate=_validate_eval,
 )
