@@ -47,19 +47,21 @@ def default_command(store_dir: Path, port: int) -> list[str]:
     ]
 
 
-def wait_healthy(url: str, process: subprocess.Popen | None = None, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+def wait_healthy(url: str, process: subprocess.Popen | None = None, timeout_s: float = STARTUP_TIMEOUT_S,
+                 path: str = "/health") -> None:
+    """Wait until `url + path` answers 200 (the server's process must stay alive)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"MLflow server exited with code {process.returncode} before it answered")
+            raise RuntimeError(f"server exited with code {process.returncode} before it answered")
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            with urllib.request.urlopen(f"{url}{path}", timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"MLflow server at {url} did not answer /health within {timeout_s:.0f} s")
+    raise TimeoutError(f"server at {url} did not answer {path} within {timeout_s:.0f} s")
 
 
 def start(store_dir: Path, port: int, command: list[str] | None = None, log: Path | None = None,
