@@ -25,7 +25,8 @@ def test_slides_example_levels_rank_and_access():
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 16, 17, 255, 257, 1000, 4097, 70_001])
 @pytest.mark.parametrize("arity", ARITIES)
-@pytest.mark.parametrize("rank,sample_rate", [("full", 512), ("sampled", 64), ("sampled", 256), ("sampled", 4096)])
+@pytest.mark.parametrize("rank,sample_rate", [("full", 512), ("sampled", 64), ("sampled", 256), ("sampled", 4096),
+                                              ("interleaved", 64), ("interleaved", 1024)])
 def test_access_inverts_permutation(n, arity, rank, sample_rate):
     perm = np.random.default_rng(n * 7 + arity).permutation(n)
     tree = WaveletMapping.build(perm, arity=arity, rank=rank, sample_rate=sample_rate)
@@ -34,10 +35,11 @@ def test_access_inverts_permutation(n, arity, rank, sample_rate):
 
 
 @pytest.mark.parametrize("arity", ARITIES)
-def test_access_spans_superblocks(arity):
+@pytest.mark.parametrize("rank", ["sampled", "interleaved"])
+def test_access_spans_superblocks(arity, rank):
     n = 2 * SUPERBLOCK + 123  # block counts are relative to 65536-position superblocks
     perm = np.random.default_rng(1).permutation(n)
-    tree = WaveletMapping.build(perm, arity=arity, rank="sampled", sample_rate=1024)
+    tree = WaveletMapping.build(perm, arity=arity, rank=rank, sample_rate=1024)
     positions = np.random.default_rng(2).integers(0, n, 5000)
     np.testing.assert_array_equal(tree.access_batch(positions), perm[positions])
 
@@ -45,8 +47,9 @@ def test_access_spans_superblocks(arity):
 def test_identity_and_reverse_permutations():
     for perm in (np.arange(1000), np.arange(1000)[::-1].copy()):
         for arity in ARITIES:
-            tree = WaveletMapping.build(perm, arity=arity, rank="sampled", sample_rate=64)
-            np.testing.assert_array_equal(tree.access_batch(np.arange(1000)), perm)
+            for rank in ("sampled", "interleaved"):
+                tree = WaveletMapping.build(perm, arity=arity, rank=rank, sample_rate=64)
+                np.testing.assert_array_equal(tree.access_batch(np.arange(1000)), perm)
 
 
 def test_sizes_match_hand_counts():
@@ -63,6 +66,12 @@ def test_sizes_match_hand_counts():
     # same, sampled every 256: 2 ranked levels x (ceil(1000/256)=4 blocks x 16 x 16 bits + 1 superblock x 16 x 32 bits)
     tree = WaveletMapping.build(perm, arity=16, rank="sampled", sample_rate=256)
     assert tree.size_bits()["rank"] == 2 * (4 * 16 * 16 + 1 * 16 * 32)
+    # interleaved, every 256: levels 0-1 hold 4 blocks of (4 header words for 16 x 16-bit counts
+    # + 256 x 4 bits = 16 digit words) = 80 words each; the last level is plain (63 words)
+    tree = WaveletMapping.build(perm, arity=16, rank="interleaved", sample_rate=256)
+    assert tree.size_bits() == {"digits": 64 * (2 * 4 * 16 + 63), "rank": 64 * 2 * 4 * 4 + 2 * 16 * 32,
+                                "total": 64 * (2 * 4 * 16 + 63) + 64 * 2 * 4 * 4 + 2 * 16 * 32}
+    assert tree.level_digits(1).tolist() == WaveletMapping.build(perm, arity=16).level_digits(1).tolist()
     # m=2 over 1000 values: 10 levels of 1 bit -> 16 words each
     tree = WaveletMapping.build(perm, arity=2, rank="sampled", sample_rate=512)
     assert tree.size_bits()["digits"] == 10 * 16 * 64

@@ -29,6 +29,8 @@ def test_smoke_run_is_finite_and_repeatable(tmp_path):
 def test_full_rank_and_baselines():
     workload = get("wavelet_mapping")
     params = workload.make_params({**workload.smoke_params, "sample_rate": 0, "arity": 256, "model": "pgm"})
+    interleaved = workload.run(workload.make_params({**workload.smoke_params, "interleaved": True}), LocalReporter())
+    assert interleaved["levels"] == 4 and 16 < interleaved["bits_per_element"] < 32
     metrics = workload.run(params, LocalReporter())
     assert metrics["levels"] == 2 and metrics["bits_per_element"] > 16
     methods = [row["method"] for row in workload.baselines(params)]
@@ -60,6 +62,6 @@ def test_bench_rows_tiny():
     methods = [row["method"] for row in rows]
     assert methods[0] == "btree_f16"
     assert {"permutation+pgm", "sorted_copy+pgm", "wavelet_m4_s64+pgm", "wavelet_m256_full+pgm",
-            "wavelet_m4_s64+binary"} <= set(methods)
+            "wavelet_m4_s64+binary", "wavelet_m4_i64+pgm"} <= set(methods)
     for row in rows:
         assert {"method", "bits_per_element", "ns_per_access", "ns_per_lookup"} <= set(row)

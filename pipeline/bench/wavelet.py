@@ -2,15 +2,17 @@
 
     python -m pipeline.bench wavelet --n 10000000 --json out.json
 
-For every arity m in {2, 4, 16, 256} and rank structure (the full rank matrix, sampled
-counts every s positions), a row with the mapping's bits per element, ns per `access`
+For every arity m in {2, 4, 16, 256} and rank structure (the full rank matrix `full`,
+sampled counts every s positions in their own array `s<s>` or interleaved ahead of each
+block's digits `i<s>`), a row with the mapping's bits per element, ns per `access`
 and ns per whole lookup (learned model + last-mile search through the mapping); beside
 them the peers: the uint32 permutation array and a sorted copy with positions (same
 model), binary search through the mapping without a model, and static B+-tree secondary
 indexes (`btree_f<fanout>`). `bound_ratio` = probes x ns per access / B+-tree ns per
 lookup, against the fastest B+-tree row (the strictest reading of "5 times (Mapping
-Scheme) <= B+ Tree Cost"); `lookup_vs_btree` = whole lookup / that B+-tree, re-timed beside each row. Times are CPU
-time of the timing thread (the machine is shared), medians of `--repeats` runs.
+Scheme) <= B+ Tree Cost"); `lookup_vs_btree` = whole lookup / that B+-tree, re-timed
+beside each row. Times are CPU time of the timing thread (the machine is shared),
+medians of `--repeats` runs.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ def main(argv: list[str]) -> list[dict]:
     parser.add_argument("--arities", type=int, nargs="+", default=[2, 4, 16, 256])
     parser.add_argument("--sample-rates", type=int, nargs="+", default=[64, 256, 1024, 4096],
                         help="sampled-rank block sizes to try for every arity")
+    parser.add_argument("--layouts", nargs="+", default=["sampled", "interleaved"], choices=["sampled", "interleaved"],
+                        help="sampled-rank layouts: counts in their own array, or in a header ahead of each block's digits")
     parser.add_argument("--max-full-rank-bits", type=float, default=64.0,
                         help="skip the full rank matrix where it would take more bits per element (m=2, 4 at 10M)")
     parser.add_argument("--model", default="pgm:epsilon=16",
@@ -108,7 +112,7 @@ def main(argv: list[str]) -> list[dict]:
     gc.collect()
 
     for arity in args.arities:
-        configs = [("full", 512)] + [("sampled", s) for s in args.sample_rates]
+        configs = [("full", 512)] + [(layout, s) for layout in args.layouts for s in args.sample_rates]
         for rank, sample_rate in configs:
             if rank == "full" and _full_rank_bits(args.n, arity) > args.max_full_rank_bits:
                 print(f"skip m={arity} full rank: {_full_rank_bits(args.n, arity):.0f} bits per element")
@@ -118,9 +122,9 @@ def main(argv: list[str]) -> list[dict]:
             build = time.perf_counter() - t0
             index = UnsortedIndex(keys, "wavelet", model, tree=tree)
             ns_access = time_access(tree, positions, args.repeats)
-            name = f"wavelet_m{arity}_" + ("full" if rank == "full" else f"s{sample_rate}")
+            name = f"wavelet_m{arity}_" + {"full": "full", "sampled": f"s{sample_rate}", "interleaved": f"i{sample_rate}"}[rank]
             add(f"{name}+{kind}", index, ns_access, build)
-            if not args.no_binary and rank == "sampled" and sample_rate == args.sample_rates[0]:
+            if not args.no_binary and rank == args.layouts[0] and sample_rate == args.sample_rates[0]:
                 index.model = fit_model("none", keys)  # the whole table is the window
                 add(f"{name}+binary", index, ns_access, build)
             del tree, index

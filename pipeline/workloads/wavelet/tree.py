@@ -43,12 +43,14 @@ from numba import types
 from numba.extending import intrinsic
 
 ARITIES = (2, 4, 16, 256)
-RANK_KINDS = ("full", "sampled")
+RANK_KINDS = ("full", "sampled", "interleaved")
 SUPERBLOCK = 1 << 16  # positions per superblock: block counts relative to it fit in uint16
 MAX_N = (1 << 32) - 1  # positions are stored as (at most) 32-bit numbers
 
 RANK_FULL = 0
 RANK_SAMPLED = 1
+RANK_INTERLEAVED = 2  # sampled, with each block's counts in a header before its digits
+_RANK_CODE = {"full": RANK_FULL, "sampled": RANK_SAMPLED, "interleaved": RANK_INTERLEAVED}
 
 
 @intrinsic
@@ -76,7 +78,7 @@ def num_levels(n: int, arity: int) -> int:
 
 @numba.njit(cache=True)
 def _build_levels(perm, levels, bits, rank_kind, sample_log2, digit_words, digit_off,
-                  rank_words, rank_off, rank_width, block_counts, super_counts):
+                  rank_words, rank_off, rank_width, block_counts, super_counts, stride, header):
     """One stable m-way partition per level (seed 002, "Repartition L0 into 4 children"),
     filling the packed digits and the chosen rank structure as it goes."""
     n = perm.shape[0]
@@ -91,9 +93,11 @@ def _build_levels(perm, levels, bits, rank_kind, sample_log2, digit_words, digit
     for level in range(levels):
         shift = bits * (levels - 1 - level)  # weight of this level's digit = child node size
         base = digit_off[level]
+        in_block = (1 << sample_log2) - 1
         for p in range(n):
             c = (seq[p] >> shift) & (m - 1)
-            digit_words[base + p // sym_per_word] |= np.uint64(c) << np.uint64((p % sym_per_word) * bits)
+            word = base + (p >> sample_log2) * stride[level] + header[level] + (p & in_block) // sym_per_word
+            digit_words[word] |= np.uint64(c) << np.uint64((p % sym_per_word) * bits)
         if level == levels - 1:
             break  # the last level needs neither a rank nor a next sequence
         # stable partition into children; counter[child] = rank of c inside its node
@@ -123,7 +127,11 @@ def _build_levels(perm, levels, bits, rank_kind, sample_log2, digit_words, digit
                 if (p & ((1 << sample_log2) - 1)) == 0:
                     blk = p >> sample_log2
                     for s in range(m):
-                        block_counts[blk_base + blk * m + s] = running[s] - super_base[s]
+                        if rank_kind == 1:
+                            block_counts[blk_base + blk * m + s] = running[s] - super_base[s]
+                        else:  # interleaved: 16-bit counts in the block's header words
+                            digit_words[base + blk * stride[level] + (s >> 2)] |= (
+                                np.uint64(running[s] - super_base[s]) << np.uint64((s & 3) * 16))
                 running[c] += 1
         seq, nxt = nxt, seq
 
@@ -145,6 +153,8 @@ def _symbols_per_word_log2(bits):
 
 @numba.njit(cache=True, _nrt=False)
 def _digit(digit_words, word_base, p, bits):
+    """The digit at p of a level whose digits start at word `word_base` (block-relative
+    for the interleaved layout: the caller passes the block's first digit word)."""
     shift_words = _symbols_per_word_log2(bits)
     w = digit_words[word_base + (p >> shift_words)]
     return np.int64((w >> np.uint64((p & ((1 << shift_words) - 1)) * bits)) & np.uint64((1 << bits) - 1))
@@ -195,7 +205,10 @@ def _count_in_words(digit_words, first_word, count, c, bits):
 # version the argument passing alone cost ~70 ns per access.
 META_LEVELS, META_BITS, META_RANK_KIND, META_SAMPLE_LOG2 = 0, 1, 2, 3
 META_N_BLOCKS, META_N_SUPER, META_BLOCK_BASE, META_SUPER_BASE = 4, 5, 6, 7
-META_DIGIT_OFF = 8  # then digit_off[levels + 1], rank_off[levels + 1], rank_width[levels]
+META_DIGIT_OFF = 8  # then digit_off[levels + 1], rank_off[levels + 1], rank_width[levels],
+# stride[levels], header[levels]: the digit of p on level l sits in word
+#   digit_off[l] + (p >> sample_log2) * stride[l] + header[l] + (p mod s) / (64 / b)
+# (header = 0 and stride = s b / 64 unless interleaved, which reduces to p / (64 / b)).
 
 
 @numba.njit(cache=True, _nrt=False)
@@ -205,13 +218,19 @@ def access_one(i, buf, meta):
     bits = meta[META_BITS]
     rank_off_at = META_DIGIT_OFF + levels + 1
     width_at = rank_off_at + levels + 1
+    stride_at = width_at + levels
+    header_at = stride_at + levels
+    sample_log2 = meta[META_SAMPLE_LOG2]
+    in_block = (np.int64(1) << sample_log2) - 1
     m = np.int64(1) << bits
     p = i
     for level in range(levels):
         node_shift = bits * (levels - level)  # log2 of this level's node size
         node_start = (p >> node_shift) << node_shift
-        digit_base = meta[META_DIGIT_OFF + level]
-        c = _digit(buf, digit_base, p, bits)
+        blk = p >> sample_log2
+        block_word = meta[META_DIGIT_OFF + level] + blk * meta[stride_at + level]  # header, then digits
+        digits_at = block_word + meta[header_at + level]
+        c = _digit(buf, digits_at, p & in_block, bits)
         if level == levels - 1:
             return node_start + c  # last level: distinct digits per node, no rank
         if meta[META_RANK_KIND] == 0:
@@ -220,16 +239,17 @@ def access_one(i, buf, meta):
             w = buf[meta[rank_off_at + level] + p // per_word]
             r = np.int64((w >> np.uint64((p % per_word) * width)) & np.uint64((1 << width) - 1))
         else:
-            sample_log2 = meta[META_SAMPLE_LOG2]
-            blk = p >> sample_log2
             sup = (level * meta[META_N_SUPER] + (p >> 16)) * m + c  # uint32 entries
-            blo = (level * meta[META_N_BLOCKS] + blk) * m + c  # uint16 entries
             sw = buf[meta[META_SUPER_BASE] + (sup >> 1)]
-            bw = buf[meta[META_BLOCK_BASE] + (blo >> 2)]
+            if meta[META_RANK_KIND] == 1:
+                blo = (level * meta[META_N_BLOCKS] + blk) * m + c  # uint16 entries
+                bw = buf[meta[META_BLOCK_BASE] + (blo >> 2)]
+            else:
+                blo = c
+                bw = buf[block_word + (c >> 2)]
             r = (np.int64((sw >> np.uint64((sup & 1) * 32)) & np.uint64(0xFFFFFFFF))
                  + np.int64((bw >> np.uint64((blo & 3) * 16)) & np.uint64(0xFFFF)))
-            first_word = digit_base + ((blk << sample_log2) >> _symbols_per_word_log2(bits))
-            r += _count_in_words(buf, first_word, p - (blk << sample_log2), c, bits)
+            r += _count_in_words(buf, digits_at, p & in_block, c, bits)
             r -= node_start >> bits  # earlier full nodes hold start/m copies of c
         p = node_start + (c << (node_shift - bits)) + r
     return p
@@ -272,6 +292,8 @@ class WaveletMapping:
     super_counts: np.ndarray  # uint32 [(levels-1) * n_super * m] (rank="sampled")
     buf: np.ndarray  # uint64: the four arrays above are views into it (what access reads)
     meta: np.ndarray  # int64: scalars and offsets into buf (see META_*)
+    stride: np.ndarray  # int64 [levels]: words per block of sample_rate digits (+ header)
+    header: np.ndarray  # int64 [levels]: count words ahead of each block (interleaved only)
 
     @property
     def bits(self) -> int:
@@ -308,14 +330,21 @@ class WaveletMapping:
             raise ValueError("perm is not a permutation of 0..n-1")
         bits = arity.bit_length() - 1
         levels = num_levels(n, arity)
-        words_per_level = (n * bits + 63) // 64
-        digit_off = np.arange(levels + 1, dtype=np.int64) * words_per_level
-        digit_words = np.zeros(levels * words_per_level, dtype=np.uint64)
-        rank_width = np.zeros(levels, dtype=np.int64)
-        rank_off = np.zeros(levels + 1, dtype=np.int64)
         sample_log2 = sample_rate.bit_length() - 1
         n_blocks = (n - 1) // sample_rate + 1
         n_super = (n - 1) // SUPERBLOCK + 1
+        words_per_level = (n * bits + 63) // 64
+        stride = np.full(levels, sample_rate * bits // 64, dtype=np.int64)
+        header = np.zeros(levels, dtype=np.int64)
+        level_words = np.full(levels, words_per_level, dtype=np.int64)
+        if rank == "interleaved":  # m 16-bit counts ahead of every block but on the last level
+            header[:-1] = -(-arity * 16 // 64)
+            stride[:-1] += header[:-1]
+            level_words[:-1] = n_blocks * stride[:-1]
+        digit_off = np.concatenate([[0], np.cumsum(level_words)]).astype(np.int64)
+        digit_words = np.zeros(int(digit_off[-1]), dtype=np.uint64)
+        rank_width = np.zeros(levels, dtype=np.int64)
+        rank_off = np.zeros(levels + 1, dtype=np.int64)
         if rank == "full":
             for level in range(levels - 1):
                 largest = min(arity ** (levels - 1 - level), n) - 1  # child node size - 1
@@ -326,23 +355,23 @@ class WaveletMapping:
             block_counts = np.zeros(0, dtype=np.uint16)
             super_counts = np.zeros(0, dtype=np.uint32)
         else:
-            block_counts = np.zeros((levels - 1) * n_blocks * arity, dtype=np.uint16)
+            separate = (levels - 1) * n_blocks * arity if rank == "sampled" else 0
+            block_counts = np.zeros(separate, dtype=np.uint16)
             super_counts = np.zeros((levels - 1) * n_super * arity, dtype=np.uint32)
         rank_words = np.zeros(int(rank_off[levels]), dtype=np.uint64)
-        _build_levels(perm, levels, bits, RANK_FULL if rank == "full" else RANK_SAMPLED,
-                      sample_log2, digit_words, digit_off, rank_words, rank_off, rank_width,
-                      block_counts, super_counts)
+        _build_levels(perm, levels, bits, _RANK_CODE[rank], sample_log2, digit_words, digit_off,
+                      rank_words, rank_off, rank_width, block_counts, super_counts, stride, header)
         # one buffer: digits | rank words | block counts (4 per word) | super counts (2 per word)
         parts = [digit_words, rank_words, _as_words(block_counts, 4), _as_words(super_counts, 2)]
         bases = np.cumsum([0] + [part.size for part in parts])
         buf = np.concatenate(parts)
         meta = np.concatenate([
-            [levels, bits, RANK_FULL if rank == "full" else RANK_SAMPLED, sample_log2, n_blocks, n_super,
-             bases[2], bases[3]], digit_off, rank_off + bases[1], rank_width]).astype(np.int64)
+            [levels, bits, _RANK_CODE[rank], sample_log2, n_blocks, n_super,
+             bases[2], bases[3]], digit_off, rank_off + bases[1], rank_width, stride, header]).astype(np.int64)
         views = [buf[bases[k]:bases[k + 1]] for k in range(4)]
         return WaveletMapping(n, arity, rank, sample_rate, levels, views[0], digit_off, views[1], rank_off,
                               rank_width, views[2].view(np.uint16)[: block_counts.size],
-                              views[3].view(np.uint32)[: super_counts.size], buf, meta)
+                              views[3].view(np.uint32)[: super_counts.size], buf, meta, stride, header)
 
     # --- what the compiled kernels take (see `access_one`)
     @property
@@ -367,8 +396,10 @@ class WaveletMapping:
     # --- sizes (hand-countable: see tests/test_wavelet_tree.py)
     def size_bits(self) -> dict[str, int]:
         """Bits of each part; metadata (a few scalars and per-level offsets) not counted."""
-        digits = 64 * int(self.digit_words.size)
-        rank = 64 * int(self.rank_words.size) + 16 * int(self.block_counts.size) + 32 * int(self.super_counts.size)
+        headers = 64 * self.n_blocks * int(self.header.sum())  # interleaved block counts
+        digits = 64 * int(self.digit_words.size) - headers
+        rank = (64 * int(self.rank_words.size) + headers + 16 * int(self.block_counts.size)
+                + 32 * int(self.super_counts.size))
         return {"digits": digits, "rank": rank, "total": digits + rank}
 
     def bits_per_element(self) -> float:
@@ -378,9 +409,10 @@ class WaveletMapping:
     def level_digits(self, level: int) -> np.ndarray:
         bits = self.bits
         per_word = 64 // bits
-        words = self.digit_words[self.digit_off[level]:self.digit_off[level + 1]]
         p = np.arange(self.n)
-        return ((words[p // per_word] >> ((p % per_word) * bits).astype(np.uint64)) & np.uint64(self.arity - 1)).astype(np.int64)
+        word = (self.digit_off[level] + (p // self.sample_rate) * self.stride[level] + self.header[level]
+                + (p % self.sample_rate) // per_word)
+        return ((self.digit_words[word] >> ((p % per_word) * bits).astype(np.uint64)) & np.uint64(self.arity - 1)).astype(np.int64)
 
     def rank_row(self, level: int) -> np.ndarray:
         """The slides' rank matrix row R_l (rank of each symbol inside its node)."""
