@@ -3,6 +3,8 @@ bad inputs. Baselines are in test_e2e_nn_baselines.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -210,3 +212,25 @@ def test_baselines_hook_gives_rows_with_workload_metrics():
     assert {"binary_search", "interpolation_search", "bucketing"} <= methods
     assert all(set(row) - {"method"} <= set(WORKLOAD.metrics) for row in rows)
     assert any(row["method"] == "bucketing" and row["extra_space"] == 128 for row in rows)
+
+
+TASKS = sorted((Path(__file__).resolve().parents[1] / "tasks").glob("nn_*.yaml"))
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+@pytest.mark.parametrize("task", TASKS, ids=lambda p: p.stem)
+def test_task_files_validate(task, profile):
+    from pipeline.config import load_task
+
+    resolved = load_task(task, profile)
+    assert resolved.task.workload == "e2e_nn"
+    assert {o.metric for o in resolved.task.objectives} >= {"accuracy"}
+    if profile == "paper":
+        lr = resolved.space.parameters["lr"]
+        assert sorted(lr.values) == [1e-5, 5e-5, 1e-4]  # appendix A.1's grid
+
+
+def test_all_settings_have_a_task_file():
+    stems = {p.stem for p in TASKS}
+    assert {"nn_uniform_1d", "nn_zipf_1d", "nn_hard_1d", "nn_uniform_2d", "nn_hard_2d", "nn_hypersphere_30d",
+            "nn_digits", "nn_extra_space"} <= stems

@@ -66,6 +66,7 @@ class NNParams(Params):
     permute: bool = Field(True, description="False = ablation E2E (no-permute): the transformer outputs the points")
     adaptive: bool = Field(True, description="False = ablation E2E (non-adaptive): query models see only q")
     shared_query: bool = Field(False, description="one query model used M times (appendix F)")
+    threads: int = Field(0, ge=0, description="torch intra-op threads for this run; 0 = torch's default")
     plots: bool = Field(True, description="write the PNG plots to the artifact dir")
     seed: int = Field(0, description="seed of weights, training and test instances")
 
@@ -102,7 +103,10 @@ class _Resolved:
 
 def run(params: NNParams, report: Reporter) -> dict[str, float]:
     validate(params)
-    import torch  # noqa: F401  (imported here so listing workloads does not load torch)
+    import torch  # imported here so listing workloads does not load torch
+
+    if params.threads:
+        torch.set_num_threads(params.threads)  # on a shared, loaded box 1 thread beats 2 contended ones
 
     from pipeline.workloads.e2e import nn_train
 
