@@ -234,3 +234,16 @@ def test_all_settings_have_a_task_file():
     stems = {p.stem for p in TASKS}
     assert {"nn_uniform_1d", "nn_zipf_1d", "nn_hard_1d", "nn_uniform_2d", "nn_hard_2d", "nn_hypersphere_30d",
             "nn_digits", "nn_extra_space"} <= stems
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_sorted_fraction_counts_ascending_or_descending_layouts(sign, monkeypatch):
+    p = _Resolved(params())
+    model = nn_train.build_model(p)
+    monkeypatch.setattr(model.data_net, "forward",
+                        lambda pts: (sign * pts[..., 0], pts, pts.new_zeros(pts.shape[0], 0, 1)))
+    result = nn_train.evaluate(model, p, nn_train.test_instances(p), "cpu")
+    assert result["sorted_fraction"] == 1.0
+    monkeypatch.setattr(model.data_net, "forward",
+                        lambda pts: (torch.zeros_like(pts[..., 0]), pts, pts.new_zeros(pts.shape[0], 0, 1)))
+    assert nn_train.evaluate(model, p, nn_train.test_instances(p), "cpu")["sorted_fraction"] < 0.5
