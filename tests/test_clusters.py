@@ -20,6 +20,10 @@ job runtime environments. Nothing here needs cloud credentials, a network or Ray
   while maps the CRD leaves open (labels, rayStartParams, limits) stay open. Using a
   new field in the manifest means adding it here from the CRD.
 - A misspelt key fails each of these validations: tested by renaming keys.
+- The job runtime environments: Ray's own packaging code with our excludes leaves the
+  virtual environment, the MLflow store and checkpoints out of the upload.
+- Safe by default: the pipeline's own `ray.init` opens no dashboard and uploads nothing;
+  mlflow/serve.sh binds to 127.0.0.1; no credentials in clusters/.
 
 Run: .venv/bin/python -m pytest tests/test_clusters.py
 """
@@ -159,7 +163,7 @@ def test_launcher_config_policy(name):
         if "ray start" in cmd:
             assert "RAY_AUTH_MODE=token ray start" in cmd
             assert "0.0.0.0" not in cmd
-    assert {".venv", "mlflow/*.db", "mlflow/artifacts", "runs"} <= set(config["rsync_exclude"])
+    assert {".venv", "mlflow/*.db", "mlflow/artifacts", "mlflow/ray_results", "runs"} <= set(config["rsync_exclude"])
 
 
 # --- KubeRay ----------------------------------------------------------------------
@@ -330,6 +334,9 @@ def test_runtime_env_excludes_store_venv_checkpoints(tmp_path, name, include_git
         "mlflow/optuna.db": "dropped",
         "mlflow/artifacts/1/abc/artifacts/front.png": "dropped",
         "runs/cms/trial_0/checkpoint_000001/state.pkl": "dropped",
+        # pipeline.paths.results_dir: Tune's trial state and checkpoints beside the store
+        "mlflow/ray_results/cms-1/run_trial_1/checkpoint_000000/trial_state.pt": "dropped",
+        "mlflow/ray_results/train/train-1/checkpoint_2026/trial_state.pt": "dropped",
         "pipeline/__pycache__/run.cpython-311.pyc": "dropped",
     }
     for rel, content in files.items():
@@ -342,7 +349,8 @@ def test_runtime_env_excludes_store_venv_checkpoints(tmp_path, name, include_git
     uploaded = set(zipfile.ZipFile(package).namelist())
     kept = {rel for rel, what in files.items() if what == "kept"}
     assert kept <= uploaded
-    assert not any(name.startswith((".venv/", "mlflow/artifacts/", "runs/")) for name in uploaded)
+    assert not any(name.startswith((".venv/", "mlflow/artifacts/", "mlflow/ray_results/", "runs/"))
+                   for name in uploaded)
     assert not any(name.endswith((".db", ".pyc")) for name in uploaded)
 
 
@@ -380,3 +388,41 @@ def test_no_credentials_in_cluster_files(path):
     text = (CLUSTERS / path).read_text()
     for pattern in SECRET_PATTERNS:
         assert not re.search(pattern, text), (path, pattern)
+
+
+# --- safe by default: what the pipeline itself opens and uploads ----------------------------
+
+
+@pytest.mark.parametrize("ray_address", [None, "127.0.0.1:6379"])
+def test_pipeline_ray_init_opens_no_dashboard_and_uploads_nothing(monkeypatch, ray_address):
+    """Locally the pipeline starts Ray without a dashboard (or on loopback); joining a
+    cluster it uploads no working directory of its own (`ray job submit` does, with
+    clusters/runtime_env.yaml's excludes)."""
+    import ray as ray_module
+
+    from pipeline import driver
+
+    calls = []
+    monkeypatch.setattr(ray_module, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray_module, "init", lambda *args, **kwargs: calls.append(kwargs))
+    for name in ("TUNE_DISABLE_STRICT_METRIC_CHECKING", "RAY_AIR_NEW_OUTPUT", "RAY_JOB_ID"):
+        monkeypatch.delenv(name, raising=False)
+    if ray_address:
+        monkeypatch.setenv("RAY_ADDRESS", ray_address)
+    else:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    driver.init_ray(printer=lambda line: None)
+    [kwargs] = calls
+    if ray_address is None:
+        assert kwargs.get("include_dashboard") is False or kwargs.get("dashboard_host") in ("127.0.0.1", "localhost")
+    runtime_env = kwargs.get("runtime_env") or {}
+    assert not {"working_dir", "py_modules"} & set(runtime_env)
+
+
+def test_mlflow_serve_script_binds_loopback():
+    script = ROOT / "mlflow" / "serve.sh"
+    if not script.is_file():
+        pytest.skip("mlflow/serve.sh is not in the tree yet")
+    text = script.read_text()
+    assert "127.0.0.1" in text
+    assert not re.search(r"(?m)^[^#]*--host[ =]+0\.0\.0\.0", text)
