@@ -359,7 +359,8 @@ def test_runtime_envs_share_excludes_and_kuberay_pip_mirrors_pyproject():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     wanted = {Requirement(dep).name for dep in pyproject["project"]["dependencies"]} - {"ray"}
     listed = {Requirement(dep).name for dep in load("runtime_env.kuberay.yaml")["pip"]}
-    assert listed == wanted
+    assert wanted <= listed
+    assert listed - wanted <= {"psycopg2-binary"}  # the cluster's Optuna study in PostgreSQL
 
 
 def test_readme_names_existing_files():
