@@ -66,8 +66,12 @@ def validate_keys(keys) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- the kernel
 
+# _NO_CACHE_WHY: numba's disk cache is invalidated only by changes to the function's own
+# file; these kernels inline tree.access_one, so a cached copy would outlive an edit of
+# tree.py (its buffer layout) and read out of bounds. They compile once per process.
 
-@numba.njit(cache=True, _nrt=False)
+
+@numba.njit(_nrt=False)  # no disk cache: see _NO_CACHE_WHY
 def _probe(kind, i, data, aux, buf, meta):
     """(key of sorted rank i, token): token = original position (wavelet, permutation) or i.
     aux is the uint32 permutation (kind 1) or the sorted copy's positions (kind 2)."""
@@ -80,7 +84,7 @@ def _probe(kind, i, data, aux, buf, meta):
     return data[i], i
 
 
-@numba.njit(cache=True, _nrt=False)
+@numba.njit(_nrt=False)  # no disk cache: see _NO_CACHE_WHY
 def _lower_bound(q, a, b, token_b, kind, data, aux, buf, meta):
     """First rank in [a, b) whose key >= q, else b; with its token (token_b if b) and probes."""
     token = token_b
@@ -97,7 +101,7 @@ def _lower_bound(q, a, b, token_b, kind, data, aux, buf, meta):
     return a, token, probes
 
 
-@numba.njit(cache=True, _nrt=False)
+@numba.njit(_nrt=False)  # no disk cache: see _NO_CACHE_WHY
 def _lookup_kernel(queries, lo_arr, hi_arr, out, kind, n, data, aux, buf, meta):
     """All last-mile searches in one loop; returns the total number of probes (mapping
     accesses). The windows come from the model's own compiled batch loop
