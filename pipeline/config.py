@@ -92,18 +92,6 @@ class SearchSpace(_Strict):
     parameters: dict[str, Dimension] = Field(default_factory=dict)
     constraints: list[Constraint] = Field(default_factory=list)
 
-    @field_validator("parameters", mode="before")
-    @classmethod
-    def _discriminate(cls, value):
-        # give pydantic the discriminator by hand so errors name one type, not five
-        if not isinstance(value, dict):
-            return value
-        out = {}
-        for name, dim in value.items():
-            if isinstance(dim, dict) and dim.get("type") not in _DIM_TYPES:
-                raise ValueError(f"{name}.type: must be one of {', '.join(_DIM_TYPES)}, got {dim.get('type')!r}")
-            out[name] = _DIM_TYPES[dim["type"]].model_validate(dim) if isinstance(dim, dict) else dim
-        return out
 
 
 _DIM_TYPES: dict[str, type[BaseModel]] = {
@@ -155,7 +143,7 @@ class Task(_Strict):
     workload: str
     description: str = ""
     params: dict[str, Any] = Field(default_factory=dict)
-    search_space: str | SearchSpace = Field(default_factory=SearchSpace)
+    search_space: str | dict[str, Any] = Field(default_factory=dict, description="file under search_spaces/ or inline")
     objectives: list[Objective] = Field(min_length=1)
     reference_point: dict[str, float] | None = None
     search: Search = Field(default_factory=Search)
@@ -281,14 +269,35 @@ def _validate_model(model: type[BaseModel], data: dict, source: str, prefix: str
         raise TaskError("\n".join(hints + lines)) from None
 
 
-def load_space(ref: str | SearchSpace, task_path: Path) -> tuple[SearchSpace, Path | None]:
-    if isinstance(ref, SearchSpace):
-        return ref, None
+def parse_space(data: dict, source: str, prefix: str = "") -> SearchSpace:
+    """Validate a search space, each parameter against the class its `type` names, so
+    that an error names one parameter and one type."""
+    if not isinstance(data, dict):
+        raise TaskError(f"{source}: {prefix}must be a mapping")
+    parameters = data.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise TaskError(f"{source}: {prefix}parameters: must be a mapping of name -> dimension")
+    dims = {}
+    for name, dim in parameters.items():
+        where = f"{prefix}parameters.{name}"
+        if not isinstance(dim, dict) or dim.get("type") not in _DIM_TYPES:
+            got = dim.get("type") if isinstance(dim, dict) else dim
+            raise TaskError(f"{source}: {where}.type: must be one of {', '.join(_DIM_TYPES)}, got {got!r}")
+        dims[name] = _validate_model(_DIM_TYPES[dim["type"]], dim, source, where)
+    rest = {k: v for k, v in data.items() if k != "parameters"}
+    space = _validate_model(SearchSpace, rest, source, prefix.rstrip("."))
+    space.parameters = dims
+    return space
+
+
+def load_space(ref: str | dict, task_path: Path) -> tuple[SearchSpace, Path | None]:
+    if isinstance(ref, dict):
+        return parse_space(ref, str(task_path), "search_space."), None
     candidates = [paths.project_root() / "search_spaces" / ref, task_path.parent.parent / "search_spaces" / ref]
     for candidate in candidates:
         if candidate.is_file():
             data = _read_yaml(candidate, "search space")
-            return _validate_model(SearchSpace, data, str(candidate)), candidate
+            return parse_space(data, str(candidate)), candidate
     raise TaskError(f"{task_path}: search_space: file {ref!r} not found under search_spaces/")
 
 

@@ -49,7 +49,8 @@ def init_ray(printer: Callable[[str], None] = print) -> None:
                  log_to_driver=True)
         return
     store_mb = int(os.environ.get("PIPELINE_OBJECT_STORE_MB", "512"))
-    ray.init(num_cpus=os.cpu_count(), object_store_memory=store_mb * 1024 * 1024, include_dashboard=False,
+    # address="local": a new Ray for this run, even if a `ray start` head is up here
+    ray.init(address="local", num_cpus=os.cpu_count(), object_store_memory=store_mb * 1024 * 1024, include_dashboard=False,
              runtime_env={"env_vars": env_vars}, log_to_driver=True, configure_logging=True,
              logging_level="WARNING")
 
@@ -146,7 +147,8 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
                                       reduction_factor=s.reduction_factor)
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples),
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
+                                       reuse_actors=True),
             run_config=run_config,
         )
         if not resolved.space.parameters:

@@ -199,8 +199,7 @@ class MLflowTrials(Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         run_id = self.run_id(trial)
         self.done += 1
-        error = trial.get_error() if hasattr(trial, "get_error") else None
-        text = str(error) if error is not None else "the trial raised (no traceback stored)"
+        text = _error_text(trial)
         self._print(trial, "FAILED", {}, text.strip().splitlines()[-1] if text.strip() else "")
         if run_id is None:
             return
@@ -221,6 +220,19 @@ class MLflowTrials(Callback):
         total = f"/{self.total}" if self.total else ""
         reason = f" ({result['reject_reason']})" if result.get("reject_reason") else ""
         self.printer(f"[{self.done}{total}] {trial.trial_id} {label:<13} {config} -> {shown}{reason}{(' ' + extra) if extra else ''}")
+
+
+def _error_text(trial) -> str:
+    """The traceback Tune wrote for the trial (its local error file, written before this
+    callback runs; the synced copy may not exist yet)."""
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).exists():
+        return Path(path).read_text()
+    try:
+        error = trial.get_error()
+    except Exception:  # noqa: BLE001 - storage may not have it yet
+        error = None
+    return str(error) if error is not None else "the trial raised (no traceback stored)"
 
 
 def _fmt(value: Any) -> str:

@@ -128,8 +128,9 @@ def _torch_threads(cpus: float) -> None:
         pass
 
 
-def _train_loop(loop_config: dict[str, Any]) -> None:
-    """Runs on each Ray Train worker (or in-process in local mode)."""
+def _train_loop(loop_config: dict[str, Any]) -> dict[str, Any] | None:
+    """Runs on each Ray Train worker, or in-process in local mode, where `ray.train.report`
+    is refused inside a Tune function: there the result is returned instead."""
     import ray.train
 
     payload, config = loop_config["payload"], loop_config["config"]
@@ -145,10 +146,13 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
                                  world_size=context.get_world_size(), world_rank=context.get_world_rank())
     _torch_threads(payload["scaling"]["trial_cpus"] if local else payload["scaling"]["resources_per_worker"].get("CPU", 1))
     metrics = finite_metrics(workload.run(params, reporter))
+    if local:
+        return {"metrics": metrics, "artifact_dir": str(reporter.artifact_dir)}
     from ray.train import Checkpoint
 
     checkpoint = Checkpoint.from_directory(str(reporter.artifact_dir)) if reporter.world_rank == 0 else None
     ray.train.report({**metrics, "final": 1.0}, checkpoint=checkpoint)
+    return None
 
 
 def _device(payload: dict[str, Any]) -> str:
@@ -204,6 +208,10 @@ def run_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
         ),
     )
     result = trainer.fit()
+    returned = getattr(result, "return_value", None)
+    if scaling["num_workers"] == 0 and returned:
+        _final_report(returned["metrics"], Path(returned["artifact_dir"]))
+        return
     metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     metrics.pop("final", None)
     folder = None
