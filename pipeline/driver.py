@@ -143,7 +143,9 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
         scheduler = None
         if task.search.scheduler is not None:
             s = task.search.scheduler
-            scheduler = ASHAScheduler(metric=s.metric, mode=s.mode, max_t=s.max_t, grace_period=s.grace_period,
+            # max_t counts progress reports; one more is allowed for the trial's final
+            # report, or a trial that ran its whole budget would be cut before it
+            scheduler = ASHAScheduler(metric=s.metric, mode=s.mode, max_t=s.max_t + 1, grace_period=s.grace_period,
                                       reduction_factor=s.reduction_factor)
         tuner = tune.Tuner(
             trainable,
@@ -222,7 +224,7 @@ def _log_front(safe, client, parent_run_id: str, resolved: ResolvedTask, frame: 
     # reported finite objectives can be on the front
     complete = frame[(frame["final"] == 1) & (frame["rejected"] != 1) & (frame["status"] == "DONE")].copy()
     complete = complete[np.isfinite(complete[metrics].to_numpy(dtype=float)).all(axis=1)]
-    complete["pareto"] = non_dominated(complete[metrics].to_numpy(dtype=float), modes) if len(complete) else []
+    complete["pareto"] = non_dominated(complete[metrics].to_numpy(dtype=float), modes).astype(bool)
     front = complete[complete["pareto"]].sort_values(metrics)
     reference = None
     volume = None
