@@ -5,23 +5,29 @@
   settings, and the trial ends with the result an uninterrupted run has.
 - The MLflow server going away mid-run does not stop the search; what could not be
   logged while it was down is kept and sent once it is back, and nothing is logged twice.
+- The driver killed mid-run and restarted with `--resume`: every trial once in MLflow.
 - The MLflow server unreachable at start: one line on stderr, exit code 2, before any
   compute (no Ray session is started).
 
 The worker-kill and MLflow-outage runs share one local Ray (pipeline.cluster.local,
 loopback, token auth off). The workload that dies is `smoke_kill`
 (pipeline.cluster.faults): `smoke` whose first attempt kills its own process after the
-report of a chosen epoch. The driver killed and restarted with `--resume` is covered
-by the pipeline's own tests.
+report of a chosen epoch. The driver killed mid-run (SIGKILL of its process group
+and its local Ray) and restarted with `--resume` finishes every trial, each with exactly
+one child run in MLflow.
 
 Run: .venv/bin/python -m pytest tests/test_faults.py
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -53,6 +59,99 @@ def write_task(folder: Path, task: dict) -> Path:
 def child_runs(client: MlflowClient, summary: dict) -> list:
     return client.search_runs([summary["experiment_id"]],
                               filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'")
+
+
+# --- the driver killed mid-run, then --resume ---------------------------------------------
+
+RESUME_TRIALS = 6
+
+
+def small_cms_cli(tmp_path: Path, trials: int) -> list[str]:
+    return [
+        sys.executable, "-m", "pipeline.run", "tasks/cms.yaml",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "mlflow.experiment=resume",
+        f"search.num_samples={trials}", "search.max_concurrent=1",
+        "params.stream.universe=2000", "params.stream.length=20000", "params.stream.queries=1000",
+        "search_space={parameters: {width: {type: choice, values: [128, 256, 512, 1024]},"
+        " depth: {type: randint, low: 1, high: 3}}}",
+    ]
+
+
+def kill_session(pid: int, ray_tmp: Path) -> None:
+    """SIGKILL the driver's process group, then whatever Ray processes of its session
+    outlived it (found by their session folder under `ray_tmp`; nobody else's)."""
+    import signal
+
+    if pid > 0:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="ignore")
+        except OSError:
+            continue
+        if str(ray_tmp) in cmdline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(proc.name), signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory):
+    """Kill the driver (SIGKILL, its process group and its local Ray) right after it
+    prints the second finished trial, then run the same command with --resume."""
+    tmp_path = tmp_path_factory.mktemp("resume")
+    # Ray's socket paths must stay under the 107-byte limit: not below pytest's tmp_path
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(ray_tmp),
+           "PIPELINE_OBJECT_STORE_MB": "100", "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    command = small_cms_cli(tmp_path, RESUME_TRIALS)
+    driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=open(tmp_path / "driver.err", "w"), text=True, start_new_session=True)
+    seen = []
+    try:
+        for line in driver.stdout:
+            seen.append(line)
+            if line.startswith(f"[2/{RESUME_TRIALS}]"):
+                break  # two trials done, the third starting: kill the driver now
+    finally:
+        kill_session(driver.pid, ray_tmp)
+        driver.wait()
+    assert any(line.startswith(f"[2/{RESUME_TRIALS}]") for line in seen), (tmp_path / "driver.err").read_text()[-3000:]
+
+    summary_path = tmp_path / "summary.json"
+    try:
+        resumed = subprocess.run(command + ["--resume", "--summary", str(summary_path)], cwd=ROOT, env=env,
+                                 capture_output=True, text=True, timeout=900)
+    finally:
+        kill_session(-1, ray_tmp)  # a crashed resume leaves nothing behind either
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads(summary_path.read_text())
+    return {"summary": summary, "runs": child_runs(MlflowClient(summary["tracking_uri"]), summary)}
+
+
+def test_driver_killed_then_resumed_finishes_every_trial_once(resumed_run):
+    summary, runs = resumed_run["summary"], resumed_run["runs"]
+    assert summary["trial_count"] == RESUME_TRIALS
+    assert summary["trials"] == {"finished": RESUME_TRIALS}
+    finished = [run.data.tags["pipeline.trial_id"] for run in runs if run.info.status == "FINISHED"]
+    assert len(finished) == len(set(finished)), "a trial has two finished child runs"
+    assert len(finished) == RESUME_TRIALS, "a finished trial has no finished child run"
+    assert set(summary["child_run_ids"]) <= {run.info.run_id for run in runs}
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "A trial whose completion Ray Tune had not yet saved when the driver died is forgotten on "
+    "--resume (the searcher samples a new one), but its child run stays RUNNING in MLflow. "
+    "pipeline/driver.py should close child runs of the parent that the restored Tuner does not "
+    "know (KILLED, tag pipeline.status=LOST_ON_RESTART). Not strict: a kill that lands after "
+    "Tune's state save leaves no such run."))
+def test_driver_killed_then_resumed_leaves_no_run_open(resumed_run):
+    assert [run.data.tags.get("pipeline.trial_id") for run in resumed_run["runs"]
+            if run.info.status == "RUNNING"] == []
 
 
 # --- a training worker killed mid-trial -------------------------------------------------
