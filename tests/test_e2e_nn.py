@@ -126,6 +126,7 @@ def test_losses_point_at_the_nearest_neighbour():
     assert nn_loss(out, nn_index, "mse", False, adaptive=False) <= nn_loss(out, nn_index, "mse", True, True) * 10
 
 
+@pytest.mark.slow
 def test_short_training_lowers_the_loss():
     p = _Resolved(params(steps=60, eval_every=60, batch_size=64, lr=3e-3, loss="ce", loss_every_lookup=True))
     instances = nn_train.test_instances(p)
@@ -185,6 +186,7 @@ def test_bad_input_is_a_value_error_before_training(overrides, field):
     WORKLOAD.validate(params(lookups=9, n=8, extra_space=1))
 
 
+@pytest.mark.slow
 def test_run_is_deterministic_reports_and_writes_artifacts():
     reporter = LocalReporter()
     first = WORKLOAD.run(params(plots=True), reporter)

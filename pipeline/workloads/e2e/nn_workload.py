@@ -185,6 +185,7 @@ def _plot(out_dir: Path, curve, baselines, evaluation, instances, params: NNPara
     ax.plot(range(1, len(curve) + 1), curve, "o-", label="E2E", linewidth=2)
     for name, row in baselines.items():
         ax.plot(range(1, len(row["curve"]) + 1), row["curve"], "s--", label=name, alpha=0.8)
+    ax.set_xticks(range(1, len(curve) + 1))
     ax.set(xlabel="lookup", ylabel="NN accuracy (best so far)", ylim=(0, 1.02),
            title=f"{params.distribution}: N={params.n}, M={params.lookups}, T={params.extra_space}")
     ax.legend(fontsize=8)
@@ -196,7 +197,10 @@ def _plot(out_dir: Path, curve, baselines, evaluation, instances, params: NNPara
     fig, ax = plt.subplots(figsize=(6, 4))
     positions = evaluation["first_positions"]
     if instances.query_points.shape[-1] == 1:
-        ax.hist2d(instances.query_points[:, 0], positions, bins=(40, params.n + params.extra_space), cmap="viridis")
+        slots = params.n + params.extra_space
+        queries = instances.query_points[:, 0]
+        ax.hist2d(queries, positions, bins=(40, slots), cmap="viridis",
+                  range=((queries.min(), queries.max()), (-0.5, slots - 0.5)))
         ax.set(xlabel="query value", ylabel="position of first lookup")
     else:
         ax.hist(positions, bins=np.arange(params.n + params.extra_space + 1) - 0.5)
