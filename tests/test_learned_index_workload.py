@@ -121,3 +121,17 @@ def test_report_from_trials_csv_columns():
                             "reduction_factor/L1/normal": 99.0}])
     rows = report.from_trials(trials)
     assert rows.iloc[0][["model", "level", "dist", "ns_per_lookup"]].tolist() == ["pgm", "L1", "normal", 40.0]
+
+
+@pytest.mark.slow  # compiles every model class: ~20 s
+def test_bench_rows_tiny():
+    from pipeline.bench import learned_index as bench
+
+    rows = bench.main(["--n", "20000", "--queries", "3000", "--quick", "--repeats", "1", "--pygm-queries", "500"])
+    methods = {r["method"] for r in rows}
+    assert {"numpy.searchsorted", "random_read_floor", "random_read_latency", "bbs"} <= methods
+    assert {"rmi <=2%", "pgm <=2%", "btree <=2%", "ko <=2%", "pgm <=0.2%"} <= methods
+    for row in rows:
+        assert row["ns_per_lookup"] > 0
+        if "budget" in row:
+            assert row["space_fraction"] <= row["budget"]

@@ -73,12 +73,13 @@ def _synopsis(keys: np.ndarray, front: list, timed: list[dict]) -> rmi.Synopsis:
     return rmi.Synopsis(float(np.median(ratios)), fastest["params"]["top"], fastest["params"]["leaf"], {})
 
 
-def _pygm_row(keys: np.ndarray, queries: np.ndarray, table_bytes: int, budget: float, count: int) -> dict | None:
+def _pygm_rows(keys: np.ndarray, queries: np.ndarray, table_bytes: int, count: int) -> list[dict]:
+    """PyGM at several epsilons, each built and timed once."""
     try:
         import pygm
     except ImportError:
-        return None
-    best = None
+        return []
+    rows = []
     sample = queries[:count].tolist()
     expected = int(np.searchsorted(keys, queries[:count], side="left").sum())
     for epsilon in (16, 32, 64, 128, 256):
@@ -86,8 +87,6 @@ def _pygm_row(keys: np.ndarray, queries: np.ndarray, table_bytes: int, budget: f
         index = pygm.SortedList(keys, typecode="Q", epsilon=epsilon)
         build = time.perf_counter() - started
         size = int(index.stats()["index size"])
-        if size > budget * table_bytes:
-            continue
         lookup = index._impl.bisect_left
         begin = time.thread_time_ns()
         total = sum(lookup(x) for x in sample)
@@ -99,12 +98,10 @@ def _pygm_row(keys: np.ndarray, queries: np.ndarray, table_bytes: int, budget: f
         for _ in sample:
             noop()
         overhead = (time.thread_time_ns() - begin) / len(sample)
-        row = {"method": "pygm", "ns_per_lookup": ns, "call_overhead_ns": overhead, "bytes": size,
-               "space_fraction": size / table_bytes, "config": f"epsilon={epsilon}",
-               "build_ns_per_key": build * 1e9 / keys.size, "queries_timed": len(sample)}
-        if best is None or ns < best["ns_per_lookup"]:
-            best = row
-    return best
+        rows.append({"method": "pygm", "ns_per_lookup": ns, "call_overhead_ns": overhead, "bytes": size,
+                     "space_fraction": size / table_bytes, "config": f"epsilon={epsilon}",
+                     "build_ns_per_key": build * 1e9 / keys.size, "queries_timed": len(sample)})
+    return rows
 
 
 def main(argv: list[str]) -> list[dict]:
@@ -167,6 +164,7 @@ def main(argv: list[str]) -> list[dict]:
 
     floor = rows[1]["ns_per_lookup"]
     searchsorted = rows[0]["ns_per_lookup"]
+    pygm_rows = _pygm_rows(keys, queries, table_bytes, args.pygm_queries)
     for label, budget in BUDGETS.items():
         for kind in dict.fromkeys(r["kind"] for r in timed):
             fitting = [r for r in timed if r["kind"] == kind and r["space_fraction"] <= budget]
@@ -177,11 +175,11 @@ def main(argv: list[str]) -> list[dict]:
                          **{k: v for k, v in best.items() if k not in ("kind", "params")},
                          "speedup_vs_searchsorted": searchsorted / best["ns_per_lookup"],
                          "times_floor": best["ns_per_lookup"] / floor})
-        pygm_row = _pygm_row(keys, queries, table_bytes, budget, args.pygm_queries)
-        if pygm_row:  # the peer's row is "pygm" at the 2% budget, as the issue names it
-            pygm_row.update(method="pygm" if budget == 0.02 else f"pygm {label}", budget=budget,
-                            speedup_vs_searchsorted=searchsorted / pygm_row["ns_per_lookup"])
-            rows.append(pygm_row)
+        fitting = [r for r in pygm_rows if r["space_fraction"] <= budget]
+        if fitting:  # the peer's row is "pygm" at the 2% budget, as the issue names it
+            best = min(fitting, key=lambda r: r["ns_per_lookup"])
+            rows.append({**best, "method": "pygm" if budget == 0.02 else f"pygm {label}", "budget": budget,
+                         "speedup_vs_searchsorted": searchsorted / best["ns_per_lookup"]})
     if args.all_rows:
         rows += [{"method": f"all: {r['config']}", **{k: v for k, v in r.items() if k not in ("kind", "params")}}
                  for r in timed]
