@@ -42,6 +42,9 @@ def init_ray(printer: Callable[[str], None] = print) -> None:
     # rows without them (and rejected points NaN), so the check is done by the schema.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ray's tqdm support replaces print on the driver, after which the Tuner cannot
+    # pickle a callback holding print
+    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
     env_vars = {"PIPELINE_HOME": str(paths.project_root()), "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1"}
     if os.environ.get("RAY_ADDRESS"):
         printer(f"joining Ray cluster at {os.environ['RAY_ADDRESS']}")
