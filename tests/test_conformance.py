@@ -18,7 +18,7 @@ from pipeline.config import deep_merge
 from pipeline.workloads.base import LocalReporter, Workload
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMING = re.compile(r"(^|_)(ns|s|ms|us|seconds|time|per_s|throughput|wall)(_|$)|per_s|_ns|ns_|build_|items_per|speedup|bound_ratio")
+TIMING = re.compile(r"(^|_)(ns|s|ms|us|seconds|time|per_s|throughput|wall)(_|$)|per_s|_ns|ns_|build_|items_per|speedup|bound_ratio|_vs_")
 
 
 def _objectives(name: str) -> set[str]:
