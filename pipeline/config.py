@@ -321,6 +321,7 @@ def load_task(path: str | Path, profile: str | None = None, overrides: list[str]
         merged = deep_merge(raw, profiles[name])
     else:
         merged = copy.deepcopy(raw)
+    from_file = copy.deepcopy(merged)  # what the task file itself names, before the user's overrides
     for text in overrides:
         parts, value = parse_override(text)
         _set_dotted(merged, parts, value)
@@ -378,12 +379,30 @@ def load_task(path: str | Path, profile: str | None = None, overrides: list[str]
             raise TaskError(f"{source}: reference_point: needs exactly the objective metrics {names}")
     if task.mlflow.tracking_uri:
         paths.check_tracking_uri(task.mlflow.tracking_uri, f"{source}: mlflow.tracking_uri")
+        named = (from_file.get("mlflow") or {}).get("tracking_uri") if isinstance(from_file.get("mlflow"), dict) else None
+        if named == task.mlflow.tracking_uri:
+            _check_write_path(task.mlflow.tracking_uri, path, f"{source}: mlflow.tracking_uri")
     if workload.validate is not None:
         try:
             workload.validate(params)
         except ValueError as err:
             raise TaskError(f"{source}: params: {err}") from None
     return ResolvedTask(path=path, profile=name, task=task, space=space, params=params, raw=merged)
+
+
+def _check_write_path(uri: str, task_path: Path, where: str) -> None:
+    """A task file may name a place for the pipeline to write (a sqlite store) only in
+    the project or beside the task file itself: a task file shared or downloaded must
+    not make a run write elsewhere. The user's own arguments (command-line overrides,
+    MLFLOW_TRACKING_URI, PIPELINE_RESULTS) may point anywhere."""
+    if not uri.startswith("sqlite:///"):
+        return  # a server: it decides where its data goes
+    target = Path(uri[len("sqlite:///"):]).resolve()
+    allowed = [paths.project_root().resolve(), task_path.resolve().parent]
+    if not any(target.is_relative_to(root) for root in allowed):
+        raise TaskError(f"{where}: a task file may only name a store inside the project ({allowed[0]}) or beside "
+                        f"the task file ({allowed[1]}), got {uri!r}; give other places on the command line "
+                        f"(mlflow.tracking_uri=...) or in MLFLOW_TRACKING_URI")
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:

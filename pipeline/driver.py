@@ -58,11 +58,10 @@ def init_ray(printer: Callable[[str], None] = print) -> None:
              logging_level="WARNING")
 
 
-def _experiment_dirs(storage: Path, task_name: str) -> list[Path]:
-    if not storage.is_dir():
-        return []
-    return sorted((p for p in storage.glob(f"{task_name}-*") if (p / STATE_FILE).exists()),
-                  key=lambda p: p.stat().st_mtime)
+def _experiment_dirs(store: paths.ResultsStore, task_name: str) -> list[str]:
+    """This task's run folders that hold a state file, oldest first (their names end in
+    a UTC stamp, so name order is time order)."""
+    return [name for name in store.subfolders(f"{task_name}-") if store.exists(name, STATE_FILE)]
 
 
 def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[str], None] = print,
@@ -83,22 +82,23 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
     client = tracking.connect(tracking_uri)  # StoreUnreachable before any compute
     safe = tracking.SafeClient(client)
     experiment_id = tracking.ensure_experiment(client, resolved.experiment, tracking_uri)
-    storage = paths.results_dir(tracking_uri)
-    storage.mkdir(parents=True, exist_ok=True)
+    storage = paths.results_dir(tracking_uri)  # a folder, or a URI such as s3://... on a cluster
+    store = paths.ResultsStore(storage)
+    store.makedirs()
 
     if resume:
-        candidates = [p for p in _experiment_dirs(storage, resolved.name)
-                      if not json.loads((p / STATE_FILE).read_text()).get("complete")]
+        candidates = [name for name in _experiment_dirs(store, resolved.name)
+                      if not json.loads(store.read_text(name, STATE_FILE)).get("complete")]
         if not candidates:
             raise FileNotFoundError(f"--resume: no unfinished run of {resolved.name} under {storage}")
-        exp_dir = candidates[-1]
-        state = json.loads((exp_dir / STATE_FILE).read_text())
+        exp_name = candidates[-1]
+        state = json.loads(store.read_text(exp_name, STATE_FILE))
         parent_run_id = state["parent_run_id"]
-        printer(f"resuming {exp_dir.name} (MLflow parent run {parent_run_id})")
+        printer(f"resuming {exp_name} (MLflow parent run {parent_run_id})")
         safe.call("reopen parent run", lambda: client.update_run(parent_run_id, status="RUNNING"))
     else:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
-        exp_dir = storage / f"{resolved.name}-{stamp}"
+        exp_name = f"{resolved.name}-{stamp}"
         parent = client.create_run(experiment_id, run_name=f"{resolved.name}-{resolved.profile}-{stamp}", tags={
             "pipeline.task": str(resolved.path), "pipeline.profile": resolved.profile,
             "pipeline.workload": task.workload, "pipeline.git_commit": tracking.git_commit(),
@@ -106,29 +106,29 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
         })
         parent_run_id = parent.info.run_id
         _log_parent_inputs(client, parent_run_id, resolved, tracking)
-        state = {"parent_run_id": parent_run_id, "experiment_id": experiment_id, "study": exp_dir.name,
+        state = {"parent_run_id": parent_run_id, "experiment_id": experiment_id, "study": exp_name,
                  "task": str(resolved.path), "profile": resolved.profile, "complete": False}
-        exp_dir.mkdir(parents=True)
-        (exp_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+        store.makedirs(exp_name)
+        store.write_text(json.dumps(state, indent=2), exp_name, STATE_FILE)
 
     objectives = [o.model_dump() for o in task.objectives]
     num_samples = task.search.num_samples or (grid_size(resolved.space) if task.search.sampler == "grid" else 8)
     callback = tracking.MLflowTrials(safe, experiment_id, parent_run_id, workload.metrics, printer, num_samples)
 
     init_ray(printer)
-    payload = trial_payload(resolved, str(storage / "train"))
+    payload = trial_payload(resolved, store.join("train"))
     trainable = tune.with_parameters(run_trial, payload=payload)
     resources = {"cpu": task.scaling.trial_cpus}
     if task.scaling.use_gpu and task.scaling.num_workers == 0:
         resources["gpu"] = 1
     trainable = tune.with_resources(trainable, resources)
     run_config = tune.RunConfig(
-        name=exp_dir.name, storage_path=str(storage), callbacks=[callback], verbose=0,
+        name=exp_name, storage_path=storage, callbacks=[callback], verbose=0,
         failure_config=tune.FailureConfig(max_failures=task.failure.max_retries),
     )
     started = time.time()
     if resume:
-        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
+        tuner = tune.Tuner.restore(store.join(exp_name), trainable=trainable, resume_unfinished=True, resume_errored=False,
                                    restart_errored=False)
         # callbacks are not part of the saved state: hand ours back in
         tuner._local_tuner._run_config.callbacks = [callback]
@@ -140,7 +140,7 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
             space=to_optuna(resolved.space, str(resolved.path)),
             metric=[o["metric"] for o in objectives], mode=[o["mode"] for o in objectives],
             sampler=make_sampler(task.search.sampler, resolved.space, task.search.seed),
-            study_name=exp_dir.name, storage=RDBStorage(storage_url),
+            study_name=exp_name, storage=RDBStorage(storage_url),
         )
         searcher = ConcurrencyLimiter(searcher, max_concurrent=task.search.max_concurrent)
         scheduler = None
@@ -164,11 +164,16 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
     wall = time.time() - started
 
     frame = _results_frame(results, objectives)
-    summary = _log_front(safe, client, parent_run_id, resolved, frame, objectives, workload, callback)
+    safe.flush()  # what the store missed during the search, before the front refers to it
+    lost = callback.close_lost_runs()
+    if lost:
+        printer(f"closed {len(lost)} child run(s) of trials lost when the earlier driver died "
+                f"(KILLED, pipeline.status=LOST_ON_RESTART): {', '.join(lost)}")
+    summary = _log_front(safe, client, parent_run_id, resolved, frame, objectives, workload, callback, lost)
     summary.update({
         "tracking_uri": tracking_uri, "experiment": resolved.experiment, "experiment_id": experiment_id,
-        "parent_run_id": parent_run_id, "ray_results": str(exp_dir), "wall_s": wall,
-        "optuna_storage": paths.optuna_storage_url(tracking_uri), "optuna_study": exp_dir.name,
+        "parent_run_id": parent_run_id, "ray_results": store.join(exp_name), "wall_s": wall,
+        "optuna_storage": paths.optuna_storage_url(tracking_uri), "optuna_study": exp_name,
     })
     not_logged = safe.flush()
     summary["not_logged"] = not_logged
@@ -176,7 +181,7 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
     not_logged += safe.flush()
     summary["not_logged"] = not_logged
     state["complete"] = True
-    (exp_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+    store.write_text(json.dumps(state, indent=2), exp_name, STATE_FILE)
     return summary
 
 
@@ -217,7 +222,7 @@ def _results_frame(results, objectives: list[dict]) -> pd.DataFrame:
 
 
 def _log_front(safe, client, parent_run_id: str, resolved: ResolvedTask, frame: pd.DataFrame,
-               objectives: list[dict], workload, callback) -> dict[str, Any]:
+               objectives: list[dict], workload, callback, lost: list[str]) -> dict[str, Any]:
     from pipeline import tracking
     from pipeline.plots import interactive_front, static_front
 
@@ -265,9 +270,9 @@ def _log_front(safe, client, parent_run_id: str, resolved: ResolvedTask, frame: 
         summary_metrics.append(tracking.Metric("hypervolume", float(volume), int(time.time() * 1000), 0))
     safe.call("front metrics", lambda: client.log_batch(parent_run_id, metrics=summary_metrics))
     for trial_id in front["trial_id"]:
-        run_id = callback.runs.get(trial_id)
-        if run_id:
-            safe.call(f"pareto tag {trial_id}", lambda run_id=run_id: client.set_tag(run_id, tracking.PARETO_TAG, "true"))
+        # ensure_run also finds the runs of trials that finished before a --resume
+        safe.call(f"pareto tag {trial_id}", lambda trial_id=trial_id: client.set_tag(
+            callback.ensure_run(trial_id), tracking.PARETO_TAG, "true"))
 
     pareto_rows = []
     for _, row in front.iterrows():
@@ -282,6 +287,7 @@ def _log_front(safe, client, parent_run_id: str, resolved: ResolvedTask, frame: 
         "pareto": pareto_rows, "hypervolume": volume,
         "reference_point": None if reference is None else {m: float(v) for m, v in zip(metrics, reference)},
         "child_run_ids": sorted(v for v in callback.runs.values() if v),
+        "lost_on_restart": lost,
     }
 
 

@@ -70,13 +70,68 @@ def optuna_storage_url(tracking_uri: str) -> str:
     return f"sqlite:///{mlflow_dir() / 'optuna.db'}"
 
 
-def results_dir(tracking_uri: str) -> Path:
-    """Ray Tune's storage_path (trial state, checkpoints, resume): beside the store."""
+def results_dir(tracking_uri: str) -> str:
+    """Ray Tune's storage_path (trial state, checkpoints, resume): $PIPELINE_RESULTS,
+    else beside the store. $PIPELINE_RESULTS may be a local folder or a filesystem URI
+    that Ray Tune and pyarrow understand (s3://bucket/prefix, gs://bucket/prefix): a
+    multi-node cluster needs storage every node can reach, and a URI is passed through
+    untouched."""
     if os.environ.get("PIPELINE_RESULTS"):
-        return Path(os.environ["PIPELINE_RESULTS"]).expanduser().resolve()
+        location = os.environ["PIPELINE_RESULTS"]
+        if is_uri(location):
+            return location.rstrip("/")
+        return str(Path(location).expanduser().resolve())
     if tracking_uri.startswith("sqlite:///"):
-        return Path(tracking_uri[len("sqlite:///"):]).parent / "ray_results"
-    return mlflow_dir() / "ray_results"
+        return str(Path(tracking_uri[len("sqlite:///"):]).parent / "ray_results")
+    return str(mlflow_dir() / "ray_results")
+
+
+def is_uri(location: str) -> bool:
+    return "://" in location
+
+
+class ResultsStore:
+    """The pipeline's own files in Ray Tune's storage (`pipeline_state.json` per run),
+    local or remote, through pyarrow's filesystems (the ones Ray Tune itself uses)."""
+
+    def __init__(self, location: str):
+        import pyarrow.fs
+
+        self.location = location
+        self.fs, self.root = pyarrow.fs.FileSystem.from_uri(location)
+
+    def join(self, *parts: str) -> str:
+        """A location under the store, in the form Ray Tune is given (path or URI)."""
+        return "/".join([self.location.rstrip("/"), *parts])
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def makedirs(self, *parts: str) -> None:
+        self.fs.create_dir(self._path(*parts), recursive=True)
+
+    def exists(self, *parts: str) -> bool:
+        import pyarrow.fs
+
+        return self.fs.get_file_info(self._path(*parts)).type != pyarrow.fs.FileType.NotFound
+
+    def read_text(self, *parts: str) -> str:
+        with self.fs.open_input_stream(self._path(*parts)) as stream:
+            return stream.read().decode()
+
+    def write_text(self, text: str, *parts: str) -> None:
+        with self.fs.open_output_stream(self._path(*parts)) as stream:
+            stream.write(text.encode())
+
+    def subfolders(self, prefix: str) -> list[str]:
+        """Names of the folders directly under the store that start with `prefix`."""
+        import pyarrow.fs
+
+        if not self.exists():
+            return []
+        infos = self.fs.get_file_info(pyarrow.fs.FileSelector(self.root, allow_not_found=True))
+        return sorted(info.base_name for info in infos
+                      if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith(prefix))
 
 
 def check_tracking_uri(uri: str, where: str) -> None:

@@ -15,6 +15,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from importlib import metadata
 from pathlib import Path
@@ -85,19 +86,45 @@ def package_versions() -> dict[str, str]:
 
 
 class SafeClient:
-    """Wraps MLflow calls: a failure is queued for a retry instead of stopping the search."""
+    """Wraps MLflow calls: a failure is queued instead of stopping the search.
 
-    def __init__(self, client: MlflowClient):
+    Queued calls keep their order: while anything is queued, a new call goes behind it,
+    and the queue is retried first (at most every `retry_every_s`, so a dead server
+    costs one failed attempt per interval, not one per Tune event). Whatever is still
+    queued at the end is retried by `flush`, and listed if it fails again.
+    """
+
+    def __init__(self, client: MlflowClient, retry_every_s: float = 15.0):
         self.client = client
         self.pending: list[tuple[str, Callable[[], Any]]] = []
+        self.retry_every_s = retry_every_s
+        self._next_retry = 0.0
 
     def call(self, what: str, fn: Callable[[], Any]) -> Any:
+        if self.pending and not self._drain():
+            self.pending.append((what, fn))
+            return None
         try:
             return fn()
         except Exception as err:  # noqa: BLE001 - the store may be down; keep the result
-            log.warning("MLflow call %s failed (%s); will retry at the end", what, err.__class__.__name__)
+            log.warning("MLflow call %s failed (%s); queued for a retry", what, err.__class__.__name__)
             self.pending.append((what, fn))
+            self._next_retry = time.monotonic() + self.retry_every_s
             return None
+
+    def _drain(self) -> bool:
+        """Retry the queue in order, stopping at the first failure; True once it is empty."""
+        if time.monotonic() < self._next_retry:
+            return False
+        while self.pending:
+            _, fn = self.pending[0]
+            try:
+                fn()
+            except Exception:  # noqa: BLE001
+                self._next_retry = time.monotonic() + self.retry_every_s
+                return False
+            self.pending.pop(0)
+        return True
 
     def flush(self) -> list[str]:
         """Retry queued calls in order; return a description of each that still fails."""
@@ -127,52 +154,64 @@ class MLflowTrials(Callback):
         self.parent_run_id = parent_run_id
         self.workload_metrics = set(workload_metrics) | {"rejected", "final"}
         self.runs: dict[str, str] = {}
+        self.seen: dict[str, tuple[str, dict]] = {}  # trial id -> (name, config)
         self.printer = printer
         self.total = total
         self.done = 0
 
-    # child runs are keyed by Tune's trial id, so a resumed run reuses them
-    def run_id(self, trial) -> str | None:
-        if trial.trial_id in self.runs:
-            return self.runs[trial.trial_id]
+    # Child runs are keyed by Tune's trial id, so a resumed run reuses them. Every call
+    # about a trial resolves its run inside the call itself (`ensure_run`), so a call
+    # queued while the store was down creates the run once, when it is finally sent,
+    # and nothing is logged twice.
+    def ensure_run(self, trial_id: str) -> str:
+        """The child run of `trial_id`: cached, else found by its tag, else created.
+        Raises when the store cannot be reached (the caller's call is then queued)."""
+        if trial_id in self.runs:
+            return self.runs[trial_id]
         client = self.safe.client
-        found = self.safe.call("search child run", lambda: client.search_runs(
+        found = client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{TRIAL_TAG}` = '{trial.trial_id}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
-            max_results=1))
+            filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
+            max_results=1)
         if found:
-            self.runs[trial.trial_id] = found[0].info.run_id
-            return self.runs[trial.trial_id]
-        created = self.safe.call("create child run", lambda: client.create_run(
-            self.experiment_id, run_name=str(trial),
-            tags={"mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial.trial_id}))
-        if created is None:
-            return None
-        run_id = created.info.run_id
-        self.runs[trial.trial_id] = run_id
-        params = [Param(k, _short(v)) for k, v in sorted(trial.config.items())]
-        if params:
-            self.safe.call(f"params of {trial}", lambda: client.log_batch(run_id, params=params))
+            run_id = found[0].info.run_id
+        else:
+            name, _ = self.seen.get(trial_id, (trial_id, {}))
+            run_id = client.create_run(self.experiment_id, run_name=name, tags={
+                "mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial_id}).info.run_id
+        self.runs[trial_id] = run_id
         return run_id
 
+    def _remember(self, trial) -> str:
+        if trial.trial_id not in self.seen:
+            self.seen[trial.trial_id] = (str(trial), dict(trial.config))
+        return trial.trial_id
+
+    def _send(self, what: str, trial_id: str, action: Callable[[MlflowClient, str], Any]) -> None:
+        """Queue-safe call of `action(client, run_id)` on the child run of `trial_id`."""
+        self.safe.call(what, lambda: action(self.safe.client, self.ensure_run(trial_id)))
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.run_id(trial)
+        trial_id = self._remember(trial)
+        params = [Param(k, _short(v)) for k, v in sorted(trial.config.items())]
+        if params:  # logging the same values again (a resumed trial) is allowed by MLflow
+            self._send(f"params of {trial}", trial_id, lambda client, run_id: client.log_batch(run_id, params=params))
+        else:
+            self._send(f"child run of {trial}", trial_id, lambda client, run_id: None)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        run_id = self.run_id(trial)
-        if run_id is None:
-            return
+        trial_id = self._remember(trial)
         step = int(result.get("training_iteration", 0))
         stamp = int(result.get("timestamp", 0) * 1000)
         metrics = [Metric(k, float(v), stamp, step) for k, v in result.items()
                    if k in self.workload_metrics and isinstance(v, (int, float)) and not isinstance(v, bool)
                    and v == v]
         if metrics:
-            self.safe.call(f"metrics of {trial}", lambda: self.safe.client.log_batch(run_id, metrics=metrics))
+            self._send(f"metrics of {trial}", trial_id, lambda client, run_id: client.log_batch(run_id, metrics=metrics))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        run_id = self.run_id(trial)
-        result = trial.last_result or {}
+        trial_id = self._remember(trial)
+        result = dict(trial.last_result or {})
         if result.get("rejected"):
             status, label = "KILLED", "REJECTED"
         elif result.get("final"):
@@ -181,37 +220,53 @@ class MLflowTrials(Callback):
             status, label = "KILLED", "STOPPED_EARLY"
         self.done += 1
         self._print(trial, label, result)
-        if run_id is None:
-            return
-        client = self.safe.client
-        self.safe.call(f"status of {trial}", lambda: client.set_tag(run_id, STATUS_TAG, label))
+        self._send(f"status of {trial}", trial_id, lambda client, run_id: client.set_tag(run_id, STATUS_TAG, label))
         if result.get("reject_reason"):
-            self.safe.call(f"reason of {trial}", lambda: client.set_tag(run_id, "pipeline.reject_reason",
-                                                                         _short(result["reject_reason"])))
+            reason = _short(result["reject_reason"])
+            self._send(f"reason of {trial}", trial_id,
+                       lambda client, run_id: client.set_tag(run_id, "pipeline.reject_reason", reason))
         checkpoint = trial.checkpoint
         if checkpoint is not None and result.get("final"):
-            def upload():
+            def upload(client, run_id):
                 with checkpoint.as_directory() as folder:
                     client.log_artifacts(run_id, folder)
-            self.safe.call(f"artifacts of {trial}", upload)
-        self.safe.call(f"end of {trial}", lambda: client.set_terminated(run_id, status))
+            self._send(f"artifacts of {trial}", trial_id, upload)
+        self._send(f"end of {trial}", trial_id, lambda client, run_id: client.set_terminated(run_id, status))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        run_id = self.run_id(trial)
+        trial_id = self._remember(trial)
         self.done += 1
         text = _error_text(trial)
         self._print(trial, "FAILED", {}, text.strip().splitlines()[-1] if text.strip() else "")
-        if run_id is None:
-            return
-        client = self.safe.client
 
-        def upload():
+        def upload(client, run_id):
             folder = Path(tempfile.mkdtemp(prefix="trial-error-"))
             (folder / "traceback.txt").write_text(text)
             client.log_artifact(run_id, str(folder / "traceback.txt"))
-        self.safe.call(f"traceback of {trial}", upload)
-        self.safe.call(f"status of {trial}", lambda: client.set_tag(run_id, STATUS_TAG, "FAILED"))
-        self.safe.call(f"end of {trial}", lambda: client.set_terminated(run_id, "FAILED"))
+        self._send(f"traceback of {trial}", trial_id, upload)
+        self._send(f"status of {trial}", trial_id, lambda client, run_id: client.set_tag(run_id, STATUS_TAG, "FAILED"))
+        self._send(f"end of {trial}", trial_id, lambda client, run_id: client.set_terminated(run_id, "FAILED"))
+
+    def close_lost_runs(self) -> list[str]:
+        """Close child runs of the parent left RUNNING by an earlier driver for trials
+        this run never saw (a trial whose end Tune had not saved when the driver died is
+        forgotten on --resume, and the searcher samples a new one in its place): KILLED,
+        tagged LOST_ON_RESTART. Returns their trial ids."""
+        client = self.safe.client
+        found = self.safe.call("search lost child runs", lambda: client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and attributes.status = 'RUNNING'"))
+        known = set(self.runs.values())
+        lost = []
+        for run in found or []:
+            if run.info.run_id in known:
+                continue
+            run_id = run.info.run_id
+            lost.append(run.data.tags.get(TRIAL_TAG, run_id))
+            self.safe.call(f"status of lost run {run_id}",
+                           lambda run_id=run_id: client.set_tag(run_id, STATUS_TAG, "LOST_ON_RESTART"))
+            self.safe.call(f"end of lost run {run_id}", lambda run_id=run_id: client.set_terminated(run_id, "KILLED"))
+        return lost
 
     def _print(self, trial, label: str, result: dict, extra: str = "") -> None:
         config = " ".join(f"{k}={_fmt(v)}" for k, v in sorted(trial.config.items()))

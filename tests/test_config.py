@@ -116,6 +116,9 @@ BAD = [
     ("search.scheduler", {"metric": "speed", "mode": "min"}, "search.scheduler.metric"),
     ("mlflow.tracking_uri", "./mlruns", "mlflow.tracking_uri: MLflow 3 needs"),
     ("mlflow.tracking_uri", "sqlite:///relative.db", "absolute path"),
+    # a task file may not make the pipeline write outside the project or its own folder
+    ("mlflow.tracking_uri", "sqlite:////etc/pipeline/mlflow.db", "a task file may only name a store inside"),
+    ("mlflow.tracking_uri", "sqlite:////tmp/../root/mlflow.db", "a task file may only name a store inside"),
     ("profiles", {"quick": {"profiles": {}}}, "a profile cannot define profiles"),
 ]
 
@@ -233,3 +236,53 @@ def test_constraints_reject_with_reason(tmp_path):
 
     assert violated(resolved.space, trial_params(resolved, {"width": 8, "depth": 4})) is None
     assert violated(resolved.space, trial_params(resolved, {"width": 16, "depth": 3})) == "too many counters"
+
+
+def test_task_file_store_beside_it_or_in_project_is_allowed(tmp_path, capsys):
+    beside = write(tmp_path, _set(BASE, "mlflow.tracking_uri", f"sqlite:///{tmp_path / 'sub' / 'mlflow.db'}"))
+    assert main([str(beside), "--dry-run"]) == 0, capsys.readouterr().err
+    from pipeline import paths
+    inside = write(tmp_path, _set(BASE, "mlflow.tracking_uri", f"sqlite:///{paths.project_root() / 'mlflow' / 'x.db'}"))
+    assert main([str(inside), "--dry-run"]) == 0, capsys.readouterr().err
+
+
+def test_user_override_may_name_any_store(tmp_path, capsys):
+    """The rule is for what a task file names; the user's own command line is trusted."""
+    path = write(tmp_path, BASE)
+    code = main([str(path), "mlflow.tracking_uri=sqlite:////var/tmp/elsewhere/mlflow.db", "--dry-run"])
+    assert code == 0, capsys.readouterr().err
+    # but a task file naming that same place is refused, even when an override repeats it
+    named = write(tmp_path, _set(BASE, "mlflow.tracking_uri", "sqlite:////var/tmp/elsewhere/mlflow.db"))
+    assert main([str(named), "--dry-run"]) == 2
+    assert "a task file may only name a store inside" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("location", ["s3://bucket/prefix/", "gs://bucket/ray", "file:///tmp/results"])
+def test_results_location_uri_passes_through(monkeypatch, location):
+    from pipeline import paths
+    monkeypatch.setenv("PIPELINE_RESULTS", location)
+    assert paths.results_dir("sqlite:////tmp/x/mlflow.db") == location.rstrip("/")
+
+
+def test_results_location_local_is_absolute(monkeypatch, tmp_path):
+    from pipeline import paths
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PIPELINE_RESULTS", "rel/results")
+    assert paths.results_dir("sqlite:////tmp/x/mlflow.db") == str(tmp_path / "rel" / "results")
+    monkeypatch.delenv("PIPELINE_RESULTS")
+    assert paths.results_dir("sqlite:////tmp/x/mlflow.db") == "/tmp/x/ray_results"
+
+
+def test_results_store_reads_and_writes_through_pyarrow(tmp_path):
+    from pipeline import paths
+    store = paths.ResultsStore((tmp_path / "results").as_uri())  # file://, as s3:// would be
+    assert store.subfolders("cms-") == []
+    store.makedirs("cms-20260101-000000-000001")
+    store.makedirs("cms-20260101-000000-000000")
+    store.makedirs("other-1")
+    store.write_text('{"complete": false}', "cms-20260101-000000-000000", "pipeline_state.json")
+    assert store.subfolders("cms-") == ["cms-20260101-000000-000000", "cms-20260101-000000-000001"]
+    assert store.exists("cms-20260101-000000-000000", "pipeline_state.json")
+    assert not store.exists("cms-20260101-000000-000001", "pipeline_state.json")
+    assert store.read_text("cms-20260101-000000-000000", "pipeline_state.json") == '{"complete": false}'
+    assert store.join("train") == (tmp_path / "results").as_uri() + "/train"
