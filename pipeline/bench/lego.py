@@ -1,13 +1,16 @@
 """Store and Query throughput of the Lego sketch on CPU (and GPU where present), batched,
 next to our CountMin at the same bytes (seed 003 §5.4).
 
-    python -m pipeline.bench lego --json out.json [--items 2000000 --bricks 12]
+    python -m pipeline.bench lego --json out.json [--checkpoint brick.pt --items 2000000 --bricks 12]
 
 Rows: lego_store, lego_query (the ensemble as deployed: the neural decoder only in the
-bricks whose scan selects it; pass --checkpoint with a trained brick, an untrained one
-selects at random), lego_query_neural (every item through the decoder: the slowest
-path), lego_query_rule (the rule-based read only), countmin_update, countmin_query; each
-with items_per_s (median over repeats of one timed loop over the batches).
+bricks whose scan selects it; `neural_share` is the share of queried items decoded),
+lego_query_neural (every item through the decoder: the slowest path), lego_query_rule
+(the rule-based read only), countmin_update, countmin_query; each with items_per_s
+(median over repeats of one timed loop over the batches). Without --checkpoint a tiny
+brick is trained first (--tiny-steps, seconds): its weights decide only which bricks the
+ensemble decodes, not the cost of a decode; pass the quick training's brick.pt for the
+deployed mix. On CPU Store and Query run the numba kernels (pipeline.workloads.lego.kernels).
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import argparse
 import statistics
 import time
 
+import numba
 import numpy as np
 import torch
 
 from pipeline.workloads.lego.model import BrickGeometry, LegoSketch, load_brick
+from pipeline.workloads.lego.train import TrainConfig, train_brick
 from pipeline.workloads.sketches import CountMin, zipf_stream
 
 
@@ -34,6 +39,14 @@ def _median_rate(fn, items: int, repeats: int) -> tuple[float, float]:
     return items / median, median
 
 
+def _tiny_brick(steps: int, device: str) -> LegoSketch:
+    """A default-geometry brick after a few training steps on small meta-tasks."""
+    model = LegoSketch(BrickGeometry()).to(device)
+    train_brick(model, TrainConfig(steps=steps, tasks_per_step=4, distinct_range=(1000, 50000), skew_range=(0.5, 1.5),
+                                   query_per_task=512, lr=3e-3, report_every=steps), device=device)
+    return model
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(prog="pipeline.bench lego", description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=2_000_000, help="stream length (unit arrivals)")
@@ -43,12 +56,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batch", type=int, default=1 << 20, help="items per Store/Query call")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    parser.add_argument("--checkpoint", default="", help="a trained brick.pt (default: untrained, same cost)")
+    parser.add_argument("--checkpoint", default="", help="a trained brick.pt (default: train a tiny one)")
+    parser.add_argument("--tiny-steps", type=int, default=40, help="training steps of the tiny brick")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_brick(args.checkpoint, device=args.device) if args.checkpoint else LegoSketch(BrickGeometry()).to(args.device)
+        numba.set_num_threads(args.threads)
+    if args.checkpoint:
+        model, brick = load_brick(args.checkpoint, device=args.device), args.checkpoint
+    else:
+        model, brick = _tiny_brick(args.tiny_steps, args.device), f"tiny ({args.tiny_steps} steps)"
     model.eval()
     stream = zipf_stream(args.universe, args.alpha, args.items, seed=0).astype(np.int64)
     x = torch.from_numpy(stream).to(args.device)
@@ -74,11 +92,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return go
 
     rows = []
-    common = {"device": args.device, "bytes": n_bytes, "batch": args.batch, "threads": torch.get_num_threads()}
+    use_neural, _ = model.ensemble_choice(state, "auto")
+    neural_share = float(use_neural[model.route(x, args.bricks)].float().mean())
+    common = {"device": args.device, "bytes": n_bytes, "batch": args.batch, "threads": torch.get_num_threads(),
+              "numba_threads": numba.get_num_threads(), "brick": brick}
     for method, fn in (("lego_store", store), ("lego_query", query("auto")), ("lego_query_neural", query("neural")),
                        ("lego_query_rule", query("rule"))):
         rate, seconds = _median_rate(fn, args.items, args.repeats)
         rows.append({"method": method, "items_per_s": rate, "seconds": seconds, **common})
+    rows[1]["neural_share"] = neural_share
     sketch = CountMin.for_bytes(n_bytes, depth=3)
     chunks = [stream[i:i + args.batch] for i in range(0, len(stream), args.batch)]
 

@@ -16,7 +16,7 @@ from pipeline.workloads.lego.baselines import elastic_estimates, learned_count_s
 from pipeline.workloads.lego.model import LegoSketch
 from pipeline.workloads.sketches import CountMin, CountSketch, aae, are
 
-METHODS = ("lego", "lego_rule", "countmin", "countsketch", "lcs", "dcms", "dlego", "ms")
+METHODS = ("lego", "lego_rule", "lego_neural", "countmin", "countsketch", "lcs", "dcms", "dlego", "ms")
 
 
 def lego_estimates(model: LegoSketch, items: np.ndarray, counts: np.ndarray, brick_count: int,
@@ -82,8 +82,8 @@ def evaluate(model: LegoSketch, skews: Sequence[float], brick_counts: Sequence[i
             for method in methods:
                 if method == "lego":
                     est = lego_estimates(model, items, counts, bricks, "auto", device=device, **query_kw)
-                elif method == "lego_rule":
-                    est = lego_estimates(model, items, counts, bricks, "rule", device=device)
+                elif method in ("lego_rule", "lego_neural"):  # one half of the ensemble alone
+                    est = lego_estimates(model, items, counts, bricks, method[5:], device=device)
                 elif method == "ms":
                     est = lego_estimates(ms_model, items, counts, max(1, n_bytes // ms_model.geometry.brick_bytes),
                                          "neural", device=device)

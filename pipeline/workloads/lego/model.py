@@ -191,8 +191,22 @@ class LegoSketch(nn.Module):
             # that far from the authors' flat start, so we start spread.
             u = torch.rand(geometry.basis_size, generator=generator)
             basis = low * (high / low) ** u
+        elif basis_init.startswith("power"):
+            # Ours: u^k (k = 6 unless "power<k>"), clamped to the range: most values near
+            # the floor, a few large. An item then has, in some row, a value far above its
+            # neighbours' values there, and the rule-based read (the min over rows of
+            # read / embedding) is nearly exact for it. With the read alone (no training)
+            # at 1.2 MB this gives 0.49-0.63x CountMin's ARE over skews 0.9-1.5 against
+            # 0.56-0.68x for log-uniform (docs/benchmarks.md, Lego section).
+            try:
+                power = float(basis_init[5:] or 6)
+            except ValueError:
+                power = -1.0
+            if power <= 0:
+                raise ValueError(f"basis_init 'power[k]' needs a number k > 0, got {basis_init!r}")
+            basis = torch.rand(geometry.basis_size, generator=generator) ** power
         else:
-            raise ValueError(f"basis_init must be 'authors' or 'log_uniform', got {basis_init!r}")
+            raise ValueError(f"basis_init must be 'authors', 'log_uniform' or 'power[k]', got {basis_init!r}")
         self.basis = nn.Parameter(basis.clamp(low, high), requires_grad=ablations.learnable_vector)
         if geometry.embedding == "mlp":  # meta-sketch-like: an MLP over the id's bits
             self.embed_mlp = _mlp([32, 32, 32, geometry.depth])
@@ -290,16 +304,57 @@ class LegoSketch(nn.Module):
         return tuple(t.cpu().numpy() for t in (self.embed_mult, self.embed_add, self.address_mult,
                                                self.address_add, self.brick_mult, self.brick_add))
 
-    def _fast_read(self, state: BrickMemory, items: torch.Tensor):
+    def _fast_query(self, state: BrickMemory, items: torch.Tensor, use_neural: torch.Tensor,
+                    stream: torch.Tensor) -> torch.Tensor:
+        """Query through `kernels.query_kernel`: the decoder's per-brick inputs (log load,
+        stream features) are folded into per-brick biases of its two first layers once,
+        then each item is routed, read and (where its brick uses it) decoded in one pass."""
+        import numba
+
         from pipeline.workloads.lego import kernels
 
-        n, depth = items.shape[0], self.geometry.depth
-        read, embedding = torch.empty(n, depth), torch.empty(n, depth)
-        bricks, rule = torch.empty(n, dtype=torch.int64), torch.empty(n)
-        kernels.read_kernel(items.contiguous().numpy(), self.basis.detach().numpy(), *self._hash_arrays(),
-                            self.ablations.normalize, state.memory.numpy(), read.numpy(), embedding.numpy(),
-                            bricks.numpy(), rule.numpy())
-        return bricks, read, embedding, rule
+        decoder, slots, depth = self.decoder, self.geometry.slots, self.geometry.depth
+        load = (state.bucket / slots).clamp_min(1e-6)
+        brick_context = torch.cat([torch.log(load)[:, None], stream], dim=-1)  # context minus per-item part
+
+        def padded(weight_t: torch.Tensor, bias: torch.Tensor, rows: list[tuple[int, int]]):
+            """(in, out) weights and bias as float32 arrays, outputs padded with zeros to a
+            multiple of 8 (the kernel's vector width); `rows` = (count, padded count) of
+            each input group, zero rows filling each group to its padded count."""
+            pad_out = -weight_t.shape[1] % 8
+            parts, start = [], 0
+            for count, target in rows:
+                part = weight_t[start:start + count]
+                parts.append(torch.nn.functional.pad(part, (0, pad_out, 0, target - count)))
+                start += count
+            bias = torch.nn.functional.pad(bias, (0, pad_out))
+            return torch.cat(parts).contiguous().numpy(), bias.contiguous().numpy()
+
+        def width(layer: nn.Linear) -> int:
+            return -(-layer.out_features // 8) * 8
+
+        def plain(layer: nn.Linear, previous: nn.Linear | None = None):
+            rows = layer.in_features if previous is None else width(previous)
+            return padded(layer.weight.detach().T, layer.bias.detach(), [(layer.in_features, rows)])
+
+        def folded(layer: nn.Linear, previous: nn.Linear):
+            """The first layer of body or head: input [previous layer's output, sorted
+            ratios, log1p(rule / load) | log load, stream]; the part after `|` is the same
+            for every item of a brick and goes into a per-brick bias (bricks, out)."""
+            weight = layer.weight.detach()
+            per_item = previous.out_features + depth + 1
+            bias = layer.bias.detach() + brick_context @ weight[:, per_item:].T
+            return padded(weight[:, :per_item].T, bias, [(previous.out_features, width(previous)), (depth + 1, depth + 1)])
+
+        element, body, head = decoder.element, decoder.body, decoder.head
+        weights = (*plain(element[0]), *plain(element[2], element[0]), *plain(element[4], element[2]),
+                   *folded(body[0], element[4]), *plain(body[2], body[0]),
+                   *folded(head[0], body[2]), *plain(head[2], head[0]), *plain(head[4], head[2]))
+        out = np.empty(items.shape[0], np.float32)
+        kernels.query_kernel(items.contiguous().numpy(), self.basis.detach().numpy(), *self._hash_arrays(),
+                             self.ablations.normalize, state.memory.numpy(), load.contiguous().numpy(),
+                             use_neural.contiguous().numpy(), *weights, max(1, min(len(out), 8 * numba.get_num_threads())), out)
+        return torch.from_numpy(out)
 
     def read(self, state: BrickMemory, items: torch.Tensor, bricks: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -334,12 +389,10 @@ class LegoSketch(nn.Module):
         return {"neural": neural, "rule": rule, "bricks": bricks, "skew": skew, "items": distinct}
 
     @torch.no_grad()
-    def query(self, state: BrickMemory, items: torch.Tensor, mode: str = "auto",
-              item_threshold: float = 10000.0, skew_threshold: float = 1.0, chunk: int = 1 << 18) -> torch.Tensor:
-        """Query (seed 003 Algorithm 2, as in the authors' code): per brick, the neural
-        estimate where the scanned distinct-item count exceeds `item_threshold` and the
-        scanned skew is below `skew_threshold`, the rule-based one elsewhere. `mode`
-        "neural" or "rule" forces one of them (no scanning: "auto" means "neural")."""
+    def ensemble_choice(self, state: BrickMemory, mode: str = "auto", item_threshold: float = 10000.0,
+                        skew_threshold: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per brick: whether Query uses the neural estimate (bool (B,)), and the scanned
+        stream features the decoder sees ((B, F)); see `query`."""
         if mode not in ("auto", "neural", "rule"):
             raise ValueError(f"query mode must be auto, neural or rule, got {mode!r}")
         features, skew, distinct = self.scan(state)
@@ -349,11 +402,22 @@ class LegoSketch(nn.Module):
             use_neural = torch.full((state.brick_count,), mode != "rule", device=state.memory.device)
         stream = (torch.cat([features, skew[:, None], distinct[:, None]], dim=-1)
                   if self.scanner is not None else features)
+        return use_neural, stream
+
+    @torch.no_grad()
+    def query(self, state: BrickMemory, items: torch.Tensor, mode: str = "auto",
+              item_threshold: float = 10000.0, skew_threshold: float = 1.0, chunk: int = 1 << 18) -> torch.Tensor:
+        """Query (seed 003 Algorithm 2, as in the authors' code): per brick, the neural
+        estimate where the scanned distinct-item count exceeds `item_threshold` and the
+        scanned skew is below `skew_threshold`, the rule-based one elsewhere. `mode`
+        "neural" or "rule" forces one of them (no scanning: "auto" means "neural")."""
+        use_neural, stream = self.ensemble_choice(state, mode, item_threshold, skew_threshold)
+        if self._use_kernels(state):
+            return self._fast_query(state, items, use_neural, stream)
         out = []
         for start in range(0, items.shape[0], chunk):  # bounded memory; one op per chunk
             part = items[start:start + chunk]
-            bricks, read, embedding, rule = (self._fast_read(state, part) if self._use_kernels(state)
-                                             else self.read(state, part))
+            bricks, read, embedding, rule = self.read(state, part)
             if mode == "rule":
                 out.append(rule)
                 continue

@@ -24,6 +24,13 @@ from pipeline.workloads.lego.model import Ablations, BrickGeometry, LegoSketch, 
 from pipeline.workloads.lego.train import SelfGuidedLoss, TrainConfig, train_brick
 
 
+def _positive(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
+
+
 class LegoParams(Params):
     seed: int = Field(0, description="seeds the hashes, the weights and every stream")
     threads: int = Field(0, ge=0, description="torch CPU threads (0 = torch's default)")
@@ -32,7 +39,8 @@ class LegoParams(Params):
     slots: int = Field(5120, ge=10, description="slots per row; a brick is depth x slots x 4 bytes")
     basis_size: int = Field(80, ge=1, description="length of the learnable vector of the hash embedding")
     embedding: str = Field("hash", description="'hash' (Lego) or 'mlp' (meta-sketch-like MLP embedding)")
-    basis_init: str = Field("log_uniform", description="'log_uniform' (ours) or 'authors' (flat + noise)")
+    basis_init: str = Field("log_uniform", description="learnable vector init: 'log_uniform' or 'power[k]' "
+                            "(u^k, k=6 by default; ours) or 'authors' (flat + noise)")
     # ablations of §5.5
     learnable_vector: bool = Field(True, description="False: ablation, fixed hashed vector")
     normalize: bool = Field(True, description="False: ablation, no embedding normalisation")
@@ -76,8 +84,9 @@ class LegoParams(Params):
     @field_validator("basis_init")
     @classmethod
     def _basis_init(cls, value: str) -> str:
-        if value not in ("log_uniform", "authors"):
-            raise ValueError(f"basis_init must be 'log_uniform' or 'authors', got {value!r}")
+        power = value[5:] if value.startswith("power") else None
+        if value not in ("log_uniform", "authors") and not (power is not None and (not power or _positive(power))):
+            raise ValueError(f"basis_init must be 'log_uniform', 'authors' or 'power[k]' (k > 0), got {value!r}")
         return value
 
     @field_validator("methods")
