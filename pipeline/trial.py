@@ -116,7 +116,15 @@ def _params_for(payload: dict[str, Any], config: dict[str, Any]):
     from pipeline.workloads import get
 
     workload = get(payload["workload"])
-    return workload, workload.make_params(deep_merge(payload["params"], _nest(config)))
+    values = deep_merge(payload["params"], _nest(config))
+    # --- artifact params (issue 4): an MLflow artifact URI in params (runs:/<id>/<path>,
+    # mlflow-run:<run name>/<path>) becomes a local file before the workload sees it
+    from pipeline.artifacts import has_artifact_uri, resolve_params
+
+    if has_artifact_uri(values):
+        values = resolve_params(values, payload.get("tracking_uri") or _default_tracking_uri())
+    # --- end artifact params
+    return workload, workload.make_params(values)
 
 
 def _torch_threads(cpus: float) -> None:
@@ -244,4 +252,15 @@ def trial_payload(resolved, storage_path: str) -> dict[str, Any]:
         "max_retries": task.failure.max_retries,
         "storage_path": storage_path,
         "pid": os.getpid(),
+        # --- artifact params (issue 4): the store that artifact URIs in params are read from
+        "tracking_uri": task.mlflow.tracking_uri or _default_tracking_uri(),
+        # --- end artifact params
     }
+
+
+# --- artifact params (issue 4)
+def _default_tracking_uri() -> str:
+    from pipeline import paths
+
+    return paths.default_tracking_uri()
+# --- end artifact params

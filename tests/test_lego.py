@@ -232,15 +232,15 @@ def test_read_stream_file(tmp_path):
 
 def test_read_stream_file_bad_inputs(tmp_path):
     (tmp_path / "empty.txt").write_text("")
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="empty.txt: no items"):
         read_stream_file(tmp_path / "empty.txt")
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(ValueError, match="nope.txt: cannot read"):
         read_stream_file(tmp_path / "nope.txt")
     np.save(tmp_path / "f.npy", np.array([0.5, 1.5]))
     with pytest.raises(ValueError, match="integers"):
         read_stream_file(tmp_path / "f.npy")
     np.save(tmp_path / "e.npy", np.array([], dtype=np.int64))
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="e.npy: no items"):
         read_stream_file(tmp_path / "e.npy")
 
 

@@ -56,7 +56,7 @@ def test_lego_eval_bad_inputs(brick, tmp_path):
     with pytest.raises(ValueError, match="slots=1024"):
         _eval_params(checkpoint=str(brick), slots=5120)
     (tmp_path / "empty.txt").write_text("\n")
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="empty.txt: no items"):
         _eval_params(checkpoint=str(brick), stream_file=str(tmp_path / "empty.txt"))
     with pytest.raises(ValueError):
         EVAL_WORKLOAD.make_params({"budgets_kb": []})

@@ -1,5 +1,5 @@
 """Zipf streams for the Lego sketch: meta-tasks for training (seed 003 §3.2) and the
-evaluation streams of §5.3, plus reading a user's stream file.
+evaluation streams of §5.3, plus a user's stream file (read by the sketches' loader).
 
 Counts follow Appendix D as the authors build them: the item of rank r (1..n) has
 frequency ((n+1)/(r+1))^alpha, so the rarest item has frequency ~1, times a stream-length
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from pipeline.workloads.sketches import load_stream
 
 
 def zipf_counts(distinct: int, alpha: float, scale: float = 1.0) -> np.ndarray:
@@ -75,35 +77,9 @@ def sample_meta_tasks(rng: np.random.Generator, task_count: int, distinct_range:
 
 
 def read_stream_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """A user's stream: a `.npy` array of integers, or a text file with one item per line
-    (integers are used as ids, any other token is hashed). Returns aggregated
-    (items, counts). ValueError if missing, unreadable or empty."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"stream file {path}: no such file")
-    try:
-        if path.suffix == ".npy":
-            raw = np.load(path, allow_pickle=False)
-            if raw.dtype.kind not in "iu":
-                raise ValueError(f"stream file {path}: .npy must hold integers, got {raw.dtype}")
-            stream = raw.reshape(-1).astype(np.int64)
-        else:
-            import pandas as pd
-
-            column = pd.read_csv(path, header=None, names=["item"], dtype=str, skip_blank_lines=True,
-                                 sep="\x01", engine="c")["item"].str.strip().dropna()
-            column = column[column != ""]
-            numeric = pd.to_numeric(column, errors="coerce")
-            if column.size and numeric.notna().all() and (numeric == numeric.round()).all():
-                stream = numeric.to_numpy(np.int64)
-            else:  # non-integer tokens: a stable 62-bit hash of the text
-                stream = (pd.util.hash_array(column.to_numpy(object)) >> np.uint64(2)).astype(np.int64)
-    except ValueError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"stream file {path}: unreadable ({type(exc).__name__})") from None
-    if stream.size == 0:
-        raise ValueError(f"stream file {path}: empty stream")
-    items, counts = np.unique(stream, return_counts=True)
+    """A user's stream (a `.npy` of integers, or one item per line), read by
+    `pipeline.workloads.sketches.load_stream`, aggregated to (distinct items, counts):
+    Store is additive, so writing each item's total equals writing its arrivals.
+    ValueError naming the file if it is missing, unreadable or empty."""
+    items, counts = np.unique(load_stream(path), return_counts=True)
     return items, counts.astype(np.float64)
-

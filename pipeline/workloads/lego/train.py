@@ -28,7 +28,7 @@ class TrainConfig:
     scale_range: tuple[float, float] = (0.5, 10.0)  # stream-length multiplier (authors: 0.5..10)
     query_per_task: int = 2048  # queried items per task for the loss; 0 = all (authors: all)
     lr: float = 1e-3  # decoder/scanner learning rate (authors: 10 x 1e-4)
-    embedding_lr_ratio: float = 0.1  # the learnable vector's lr relative to `lr` (authors: 0.1)
+    embedding_lr_ratio: float = 0.1  # the learnable vector's lr relative to `lr` (authors: 0.1; workload default 0.01)
     final_lr_ratio: float = 0.1  # lr decays exponentially to this fraction at the end
     self_guided: bool = True  # False: ablation, conventional learnable-weight loss
     aux_weight: float = 0.1  # weight of the reconstruction loss (authors: 0.1)
@@ -111,8 +111,10 @@ def train_brick(model: LegoSketch, config: TrainConfig, device: str = "cpu",
     torch.manual_seed(config.seed)
     loss_fn = loss_fn or SelfGuidedLoss(config.self_guided, config.aux_weight, config.guide_epsilon)
     loss_fn.to(device)
-    embed_params = [p for n, p in model.named_parameters() if (n.startswith("basis") or n.startswith("embed")) and p.requires_grad]
-    main_params = [p for n, p in model.named_parameters() if not (n.startswith("basis") or n.startswith("embed")) and p.requires_grad]
+    # the learnable vector gets its own lr (embedding_lr_ratio); the MS baseline's MLP
+    # embedding is a network like the decoder and trains at the main lr
+    embed_params = [p for n, p in model.named_parameters() if n == "basis" and p.requires_grad]
+    main_params = [p for n, p in model.named_parameters() if n != "basis" and p.requires_grad]
     groups = [{"params": main_params + list(loss_fn.parameters()), "lr": config.lr}]
     if embed_params:
         groups.append({"params": embed_params, "lr": config.lr * config.embedding_lr_ratio})

@@ -39,8 +39,8 @@ class LegoParams(Params):
     slots: int = Field(5120, ge=10, description="slots per row; a brick is depth x slots x 4 bytes")
     basis_size: int = Field(80, ge=1, description="length of the learnable vector of the hash embedding")
     embedding: str = Field("hash", description="'hash' (Lego) or 'mlp' (meta-sketch-like MLP embedding)")
-    basis_init: str = Field("log_uniform", description="learnable vector init: 'log_uniform' or 'power[k]' "
-                            "(u^k, k=6 by default; ours) or 'authors' (flat + noise)")
+    basis_init: str = Field("power", description="learnable vector init: 'power[k]' (u^k, k=6 by default; ours), "
+                            "'log_uniform' (ours) or 'authors' (flat + noise)")
     # ablations of §5.5
     learnable_vector: bool = Field(True, description="False: ablation, fixed hashed vector")
     normalize: bool = Field(True, description="False: ablation, no embedding normalisation")
@@ -57,7 +57,9 @@ class LegoParams(Params):
     scale_max: float = Field(10.0, gt=0, description="largest stream-length multiplier")
     query_per_task: int = Field(2048, ge=0, description="items queried per task for the loss (0 = all)")
     lr: float = Field(3e-3, gt=0, description="learning rate of the networks (authors: 1e-3 for 500K steps)")
-    embedding_lr_ratio: float = Field(1.0, gt=0, description="learnable vector lr / lr (authors: 0.1)")
+    embedding_lr_ratio: float = Field(0.01, gt=0, description="learnable vector lr / lr (authors: 0.1). Ours: "
+                                      "0.01, as in a short run the decoder's gradient lifts the vector's small "
+                                      "values and worsens the rule-based read used at large budgets")
     final_lr_ratio: float = Field(0.1, gt=0, le=1, description="lr decays exponentially to this fraction")
     grad_through_write: bool = Field(False, description="backpropagate through Store (authors: no)")
     report_every: int = Field(100, ge=1, description="training steps between reports")
@@ -224,7 +226,8 @@ WORKLOAD = Workload(
 
 # -- lego_eval: a saved brick on a user's stream ---------------------------------------------
 class LegoEvalParams(Params):
-    checkpoint: str = Field("", description="brick.pt saved by the lego workload; '' = an untrained brick (smoke tests)")
+    checkpoint: str = Field("", description="brick.pt saved by the lego workload: a path, or an MLflow artifact "
+                            "runs:/<run_id>/brick.pt or mlflow-run:<run name>/brick.pt; '' = an untrained brick")
     stream_file: str = Field("", description="one item per line, or a .npy of integers; '' = Zipf streams")
     budgets_kb: list[float] = Field([300, 1200, 2100], description="memory budgets in KB (1024 B), each >= one brick")
     depth: int | None = Field(None, description="expected brick depth (None = accept the checkpoint's)")
@@ -279,7 +282,18 @@ def _eval_brick_counts(params: LegoEvalParams, brick_bytes: int) -> list[int]:
     return counts
 
 
+#: checkpoint values the pipeline resolves to a local file before `run` (pipeline/artifacts.py)
+ARTIFACT_URI_PREFIXES = ("runs:/", "mlflow-run:")
+
+
 def _validate_eval(params: LegoEvalParams) -> None:
+    if params.checkpoint.startswith(ARTIFACT_URI_PREFIXES):
+        # an MLflow artifact: downloaded by the trial, then checked by run_eval like a file
+        if params.stream_file:
+            from pipeline.workloads.lego.streams import read_stream_file
+
+            read_stream_file(params.stream_file)
+        return
     model = _load_for_eval(params)
     _eval_brick_counts(params, model.geometry.brick_bytes)
     if params.stream_file:
