@@ -104,6 +104,50 @@ def test_every_kind_through_measure_with_absent_keys():
     for kind, params, routine in pairs:
         metrics = evaluate(keys, queries, fit_model(kind, keys, **params), routine, k=4, repeats=1)
         assert metrics["ns_per_lookup"] > 0 and 0 <= metrics["reduction_factor"] <= 100
+    for kind, params in MODELS:  # and every kind through the interleaved loop (raises on a wrong sum)
+        assert evaluate(keys, queries, fit_model(kind, keys, **params), "bfs", repeats=1, batch=16)["ns_per_lookup"] > 0
+
+
+@pytest.mark.parametrize("group", [1, 3, 64])
+def test_batched_lookup_matches_the_plain_loop(group):
+    """The staged, interleaved loop finds the same positions (checked against numpy inside
+    time_lookups, which raises otherwise) over the same windows, groups not dividing the
+    query count included; duplicate-heavy tables and absent keys exercise the edge checks."""
+    from pipeline.workloads.learned_index.measure import time_lookups
+
+    tables = dict(_tables())
+    for name in ("duplicates", "max_key", "two", "lognormal"):
+        keys = tables[name]
+        queries = data.make_queries(keys, 1001, seed=3, absent_fraction=0.3)
+        for kind, params in [("none", {}), ("rmi", {"top": "linear", "leaf": "linear", "bits": 8}),
+                             ("ko", {"segments": 15})]:
+            model = fit_model(kind, keys, **params)
+            plain = time_lookups(keys, queries, model, "bfs", repeats=1)
+            batched = time_lookups(keys, queries, model, "bfs", repeats=1, batch=group)
+            assert batched.checksum == plain.checksum == int(np.searchsorted(keys, queries).sum())
+            assert batched.mean_window == plain.mean_window and batched.fallbacks == plain.fallbacks
+
+
+def test_batched_lookup_needs_bfs_and_a_group():
+    from pipeline.workloads.learned_index.measure import time_lookups
+
+    keys = np.arange(100, dtype=np.uint64)
+    model = fit_model("linear", keys)
+    with pytest.raises(ValueError, match="search must be 'bfs'"):
+        time_lookups(keys, keys, model, "bbs", batch=8)
+    with pytest.raises(ValueError, match="batch must be"):
+        time_lookups(keys, keys, model, "bfs", batch=-1)
+
+
+def test_floors_read_the_table():
+    """Both gathers sum the same values, so neither skips reads."""
+    from pipeline.workloads.learned_index import measure
+
+    keys = np.arange(0, 3000, 3, dtype=np.uint64)
+    positions = np.random.default_rng(0).integers(0, keys.size, size=500)
+    assert int(measure._gather_sum(keys, positions)) == int(keys[positions].sum())
+    assert measure._gather_sum_scalar(keys, positions) == float(keys[positions].sum())
+    assert measure.time_random_read_floor(keys, 500, repeats=1, vectorised=False) > 0
 
 
 def test_monotone_models_cover_absent_keys():

@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.workloads.base import LocalReporter
 from pipeline.workloads.learned_index import data, report
+from pipeline.workloads.learned_index import workload as workload_module
 from pipeline.workloads.learned_index.workload import WORKLOAD, LearnedIndexParams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,10 +75,44 @@ def test_bad_params():
         WORKLOAD.make_params({"rmi_bits": 30})
 
 
+def test_sy_rmi_takes_its_levels_synopsis():
+    """Each table's SY-RMI is built from its memory level's synopsis (seed §3.2: one per
+    level): branching = UB x bound x table bytes, the level's pair."""
+    synopses = {"L1": {"units_per_byte": 0.04, "top": "linear", "leaf": "linear"},
+                "L2": {"units_per_byte": 0.01, "top": "cubic", "leaf": "linear_spline"}}
+    params = WORKLOAD.make_params({"model": "sy_rmi", "space_bound": 0.02, "level": ["L1", "L2"], "dist": "normal",
+                                   "sy_synopses": synopses, "queries": 2000, "repeats": 1})
+    for level, _, table, _ in workload_module.tables_for(params):
+        model = workload_module.build(params, table, level)
+        spec = synopses[level]
+        assert model.params["branching"] == int(spec["units_per_byte"] * 0.02 * table.keys.size * table.key_bytes)
+        assert (model.params["top"], model.params["leaf"]) == (spec["top"], spec["leaf"])
+    with pytest.raises(ValueError):
+        WORKLOAD.make_params({"sy_synopses": {"L1": {"units_per_byte": 0.04, "top": "spline9", "leaf": "linear"}}})
+
+
+def test_mined_synopses_print_as_task_yaml():
+    import yaml
+
+    from pipeline.workloads.learned_index.rmi import Synopsis
+
+    text = report.synopses_yaml({"L1": Synopsis(0.0416, "linear_spline", "linear", {"linear_spline/linear": 2}),
+                                 "L3": Synopsis(0.0178, "cubic", "cubic", {"cubic/cubic": 1})})
+    params = WORKLOAD.make_params(yaml.safe_load(text))
+    assert params.sy_synopses["L3"].top == "cubic" and params.sy_synopses["L1"].units_per_byte == 0.0416
+
+
+def test_batch_needs_bfs():
+    with pytest.raises(ValueError, match="search must be 'bfs'"):
+        WORKLOAD.validate(WORKLOAD.make_params({"batch": 32, "search": "bbs"}))
+    metrics, reporter = _run(model="pgm", search="bfs", batch=16)
+    assert metrics["ns_per_lookup"] > 0
+
+
 def test_baselines_rows():
     params = WORKLOAD.make_params({"level": "L1", "queries": 3000, "repeats": 1})
     rows = WORKLOAD.baselines(params)
-    assert {r["method"] for r in rows} == {"bbs", "bfs", "kbfs_k6", "bfe", "numpy.searchsorted"}
+    assert {r["method"] for r in rows} == {"bbs", "bfs", "kbfs_k6", "bfe", "bfs batched G=32", "numpy.searchsorted"}
     assert all(r["ns_per_lookup"] > 0 for r in rows)
 
 
@@ -127,10 +162,14 @@ def test_report_from_trials_csv_columns():
 def test_bench_rows_tiny():
     from pipeline.bench import learned_index as bench
 
-    rows = bench.main(["--n", "20000", "--queries", "3000", "--quick", "--repeats", "1", "--pygm-queries", "500"])
+    rows = bench.main(["--n", "20000", "--queries", "3000", "--quick", "--repeats", "1", "--pygm-queries", "500",
+                       "--batches", "8", "--sy-n", "3000"])
     methods = {r["method"] for r in rows}
-    assert {"numpy.searchsorted", "random_read_floor", "random_read_latency", "bbs"} <= methods
-    assert {"rmi <=2%", "pgm <=2%", "btree <=2%", "ko <=2%", "pgm <=0.2%"} <= methods
+    assert {"numpy.searchsorted", "random_read_floor", "random_read_floor_scalar", "random_read_latency", "bbs",
+            "bfs batched G=8"} <= methods
+    assert {"rmi <=2%", "pgm <=2%", "btree <=2%", "ko <=2%", "pgm <=0.2%", "sy_rmi <=2%"} <= methods
+    assert {"rmi <=2% batched", "sy_rmi <=2% batched", "pgm <=0.2% batched"} <= methods
+    assert all(r["batch"] == 8 for r in rows if r["method"].endswith(" batched"))
     for row in rows:
         assert row["ns_per_lookup"] > 0
         if "budget" in row:

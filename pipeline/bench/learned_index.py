@@ -4,26 +4,38 @@ C++ PGM-index, PyPI `pygm`) and the physical floor of one random read per query.
 
     python -m pipeline.bench learned_index --n 10000000 --dist lognormal --queries 1000000 --json out.json
 
-Each class is swept over its parameters (and BBS / BFS as last-mile routine); every
-configuration is timed SOSD-style (all queries in one compiled loop, median of --repeats,
-positions checked against numpy), and the fastest within each budget is one row:
-`method` = "<class> <=2%" or "<class> <=0.2%". The RMIs are the front of CDFShop's
-two-phase search (`rmi.optimize_rmi`), each timed; SY-RMI takes its synopsis from that
-front. Times are CPU ns of the timing thread (wall ns beside them), see measure.py.
+Each class is swept over its parameters; every configuration is timed SOSD-style (all
+queries in one compiled loop, median of --repeats, positions checked against numpy) in
+two lookup loops, and the fastest within each budget is one row per loop:
+
+- `"<class> <=2%"`: the plain loop, one query after the other (BBS or BFS last mile, the
+  seed's and SOSD's measurement);
+- `"<class> <=2% batched"`: the staged loop of `measure._lookup_sum_batched`, G queries
+  interleaved (G in --batches; the row's `batch` says which won), BFS last mile.
+
+The RMIs are the front of CDFShop's full two-phase search (`rmi.optimize_rmi`, all 6 top x
+4 leaf types; `--quick` narrows it), each timed. SY-RMI (seed §3.2) takes its synopsis
+from the CDFShop fronts of the four SOSD-style synthetic tables at --sy-n keys (UB = median
+branching / bytes over all their RMIs, the pair that is fastest on most tables); its rows
+are at the seed's bounds 0.05%, 0.7%, 2% (and 0.2%). Times are CPU ns of the timing thread
+(wall ns beside them), see measure.py.
 
 PyGM has no batch lookup: its `bisect_left` is called from a Python loop, so its row
 includes a pybind11 call per query; `call_overhead_ns` (a no-op pybind11 method call) is
 reported beside it to read it by.
 
-Two floors: `random_read_floor` is the issue's, a compiled gather of one random read per
-query (independent reads, which the CPU overlaps: a throughput floor), and
-`random_read_latency` the same reads chained so that each waits for the previous one (a
-latency floor: what one cache miss per lookup costs when lookups do not overlap).
+Floors, all over the table itself and timed like the lookups (measure.py):
+`random_read_floor` is the issue's, a compiled gather of one uniformly random read per
+query (independent reads, which the CPU overlaps: a throughput floor; LLVM vectorises it
+into AVX-512 gathers here); `random_read_floor_scalar` the same reads as scalar loads, as
+a lookup loop issues them; `random_read_latency` the same reads chained so that each waits
+for the previous one (one memory latency per read).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -35,6 +47,7 @@ from pipeline.workloads.learned_index.measure import (evaluate, expected_checksu
 from pipeline.workloads.learned_index.models import fit_model
 
 BUDGETS = {"<=2%": 0.02, "<=0.2%": 0.002}
+SY_BOUNDS = (0.0005, 0.002, 0.007, 0.02)  # the seed's 0.05%, 0.7%, 2%, and this bench's 0.2% budget
 
 #: the sweep per class: (kind, params) lists; the bounded classes are built per budget below
 SWEEP = {
@@ -42,35 +55,40 @@ SWEEP = {
     "quadratic": [{}],
     "cubic": [{}],
     "ko": [{"segments": s} for s in (5, 10, 15, 20)],
-    "pgm": [{"epsilon": e} for e in (8, 16, 32, 64, 128, 256, 512)],
+    "pgm": [{"epsilon": e} for e in (4, 8, 16, 32, 64, 128, 256, 512)],
     "radix_spline": [{"epsilon": e, "radix_bits": b} for e, b in
-                     ((8, 18), (16, 18), (32, 18), (64, 18), (16, 16), (32, 16), (64, 16), (128, 14), (16, 20),
-                      (32, 20), (8, 22))],
+                     ((4, 16), (8, 16), (8, 18), (16, 18), (32, 18), (64, 18), (16, 16), (32, 16), (64, 16),
+                      (128, 14), (16, 20), (32, 20), (8, 22))],
     "btree": [{"fanout": f} for f in (16, 32, 64, 128, 256, 512)],
 }
-ROUTINES = ("bbs", "bfs")
+ROUTINES = ("bbs", "bfs")  # the plain loop's last mile
 
 
-def _configs(keys: np.ndarray, quick: bool, log) -> tuple[list[tuple[str, dict]], list[rmi.RmiCandidate]]:
-    configs = [(kind, params) for kind, grid in SWEEP.items() for params in grid]
-    started = time.perf_counter()
+def _front(keys: np.ndarray, quick: bool) -> list[rmi.RmiCandidate]:
     if quick:
-        front = rmi.optimize_rmi(keys, phase1_bits=(12, 18), top_types=("linear", "linear_spline", "cubic", "radix"),
-                                 leaf_types=("linear", "cubic"))
+        return rmi.optimize_rmi(keys, phase1_bits=(12, 18), top_types=("linear", "linear_spline", "cubic", "radix"),
+                                leaf_types=("linear", "cubic"))
+    return rmi.optimize_rmi(keys)
+
+
+def _synopsis(args, keys: np.ndarray, front: list, log) -> rmi.Synopsis:
+    """SY-RMI's synopsis from the CDFShop fronts of the four synthetic tables at --sy-n
+    keys (seed §3.2, §4); the bench's own table and front stand in for its distribution
+    when --sy-n is its size. --sy-n 0: this table's front alone."""
+    started = time.perf_counter()
+    if args.sy_n == 0:
+        tables, fronts = [keys], [front]
     else:
-        front = rmi.optimize_rmi(keys)
-    log(f"RMI optimizer: {len(rmi.optimize_rmi.last_tried)} RMIs tried, {len(front)} on its front, "
-        f"{time.perf_counter() - started:.0f} s")
-    configs += [("rmi", {"top": c.top, "leaf": c.leaf, "branching": c.branching}) for c in front]
-    return configs, front
-
-
-def _synopsis(keys: np.ndarray, front: list, timed: list[dict]) -> rmi.Synopsis:
-    """SY-RMI from this table's CDFShop front (seed §3.2, one table): UB = median of
-    branching / bytes, the pair of the fastest front model."""
-    ratios = [c.branching / c.size_bytes for c in front]
-    fastest = min((r for r in timed if r["kind"] == "rmi"), key=lambda r: r["ns_per_lookup"])
-    return rmi.Synopsis(float(np.median(ratios)), fastest["params"]["top"], fastest["params"]["leaf"], {})
+        tables, fronts = [], []
+        for dist in data.DISTRIBUTIONS:
+            own = args.keys_file is None and dist == args.dist and args.sy_n == keys.size
+            table = keys if own else data.synthetic_keys(dist, args.sy_n, args.seed)
+            tables.append(table)
+            fronts.append(front if own else _front(table, args.quick))
+    synopsis = rmi.mine_synopsis(tables, seed=args.seed, fronts=fronts)
+    log(f"SY-RMI synopsis from {len(tables)} table(s) of {tables[-1].size} keys: UB {synopsis.units_per_byte:.4f} "
+        f"leaves/byte, {synopsis.top}/{synopsis.leaf}, votes {synopsis.votes}, {time.perf_counter() - started:.0f} s")
+    return synopsis
 
 
 def _pygm_rows(keys: np.ndarray, queries: np.ndarray, table_bytes: int, count: int) -> list[dict]:
@@ -112,51 +130,66 @@ def main(argv: list[str]) -> list[dict]:
     parser.add_argument("--queries", type=int, default=1_000_000, help="lookups, uniform from the table")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes; the median is reported")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batches", default="16,32,64",
+                        help="group sizes G of the interleaved lookup, comma-separated; empty: plain loop only")
+    parser.add_argument("--sy-n", type=int, default=data.LEVEL_SIZES["L3"],
+                        help="keys of the synthetic tables SY-RMI's synopsis is mined from (0: this table's front)")
     parser.add_argument("--pygm-queries", type=int, default=200_000, help="lookups timed through PyGM's Python API")
     parser.add_argument("--quick", action="store_true", help="a smaller RMI search (4 top x 2 leaf types)")
     parser.add_argument("--all-rows", action="store_true", help="also return every configuration timed")
-    parser.add_argument("--json", default=None, help=argparse.SUPPRESS)  # the runner's option, if passed through
     args = parser.parse_args(argv)
+    batches = tuple(int(b) for b in args.batches.split(",") if b.strip())
     log = lambda message: print(f"[learned_index] {message}", flush=True)  # noqa: E731
+    began = time.perf_counter()
 
     table = data.make_table(args.dist, args.n, None, args.seed, args.keys_file)
     keys, table_bytes = table.keys, table.table_bytes
     queries = data.make_queries(keys, args.queries, args.seed + 1)
     expected = expected_checksum(keys, queries)
-    log(f"table {table.name}: {keys.size} keys, {table_bytes / 2**20:.1f} MiB; {queries.size} queries")
+    log(f"table {table.name}: {keys.size} keys, {table_bytes / 2**20:.1f} MiB; {queries.size} queries; "
+        f"load average {os.getloadavg()[0]:.1f}")
 
-    rows = [{"method": "numpy.searchsorted", "ns_per_lookup": time_searchsorted(keys, queries, args.repeats),
-             "bytes": 0, "space_fraction": 0.0},
-            {"method": "random_read_floor", "ns_per_lookup": time_random_read_floor(keys, args.queries, args.seed,
-                                                                                     args.repeats),
-             "bytes": 0, "space_fraction": 0.0},
-            {"method": "random_read_latency", "ns_per_lookup": time_random_read_latency(keys, args.queries, args.seed,
-                                                                                         args.repeats),
-             "bytes": 0, "space_fraction": 0.0}]
+    zero = {"bytes": 0, "space_fraction": 0.0}
+    rows = [{"method": "numpy.searchsorted", "ns_per_lookup": time_searchsorted(keys, queries, args.repeats), **zero},
+            {"method": "random_read_floor",
+             "ns_per_lookup": time_random_read_floor(keys, args.queries, args.seed, args.repeats), **zero},
+            {"method": "random_read_floor_scalar",
+             "ns_per_lookup": time_random_read_floor(keys, args.queries, args.seed, args.repeats, vectorised=False),
+             **zero},
+            {"method": "random_read_latency",
+             "ns_per_lookup": time_random_read_latency(keys, args.queries, args.seed, args.repeats), **zero}]
     plain = fit_model("none", keys)
-    for routine, k in (("bbs", 3), ("bfs", 3), ("kbfs", 6), ("bfe", 3)):
-        timing = time_lookups(keys, queries, plain, routine, k, args.repeats, expected)
-        rows.append({"method": routine if routine != "kbfs" else "kbfs_k6", "ns_per_lookup": timing.ns_per_lookup,
-                     "wall_ns_per_lookup": timing.wall_ns_per_lookup, "bytes": 0, "space_fraction": 0.0,
-                     "reduction_factor": 0.0})
-    log("baselines: " + ", ".join(f"{r['method']} {r['ns_per_lookup']:.0f} ns" for r in rows))
+    loops = [("bbs", 3, 0), ("bfs", 3, 0), ("kbfs", 6, 0), ("bfe", 3, 0)] + [("bfs", 3, g) for g in batches]
+    for routine, k, batch in loops:
+        timing = time_lookups(keys, queries, plain, routine, k, args.repeats, expected, batch)
+        name = {"kbfs": "kbfs_k6"}.get(routine, routine) + (f" batched G={batch}" if batch else "")
+        rows.append({"method": name, "ns_per_lookup": timing.ns_per_lookup, "wall_ns_per_lookup": timing.wall_ns_per_lookup,
+                     "batch": batch, **zero, "reduction_factor": 0.0})
+    log("baselines: " + ", ".join(f"{r['method']} {r['ns_per_lookup']:.1f} ns" for r in rows))
 
-    configs, front = _configs(keys, args.quick, log)
+    started = time.perf_counter()
+    front = _front(keys, args.quick)
+    log(f"RMI optimizer ({'quick' if args.quick else 'full'} two-phase search): {len(rmi.optimize_rmi.last_tried)} "
+        f"RMIs tried, {len(front)} on its front, {time.perf_counter() - started:.0f} s")
+    configs = [(kind, params) for kind, grid in SWEEP.items() for params in grid]
+    configs += [("rmi", {"top": c.top, "leaf": c.leaf, "branching": c.branching}) for c in front]
     timed = []
 
     def measure(kind: str, params: dict) -> None:
         model = fit_model(kind, keys, **params)
-        for routine in ROUTINES:
-            metrics = evaluate(keys, queries, model, routine, 3, args.repeats, table.key_bytes, expected)
-            timed.append({"kind": kind, "params": params, "config": f"{model.label}+{routine}", **metrics})
-        best = min(timed[-len(ROUTINES):], key=lambda r: r["ns_per_lookup"])
-        log(f"{best['config']}: {best['ns_per_lookup']:.0f} ns, space {best['space_fraction']:.2e}")
+        for routine, batch in [(r, 0) for r in ROUTINES] + [("bfs", g) for g in batches]:
+            metrics = evaluate(keys, queries, model, routine, 3, args.repeats, table.key_bytes, expected, batch)
+            loop = f"bfs x{batch} interleaved" if batch else routine
+            timed.append({"kind": kind, "params": params, "config": f"{model.label}+{loop}", "batch": batch,
+                          **metrics})
+        mine = timed[-(len(ROUTINES) + len(batches)):]
+        log(f"{model.label}: space {mine[0]['space_fraction']:.2e}, "
+            + ", ".join(f"{r['config'].rsplit('+', 1)[1]} {r['ns_per_lookup']:.1f}" for r in mine) + " ns")
 
     for kind, params in configs:
         measure(kind, params)
-    synopsis = _synopsis(keys, front, timed)
-    log(f"SY-RMI synopsis from this table's front: UB {synopsis.units_per_byte:.4f}, {synopsis.top}/{synopsis.leaf}")
-    for bound in (0.0005, 0.002, 0.007, 0.02):
+    synopsis = _synopsis(args, keys, front, log)
+    for bound in SY_BOUNDS:
         measure("sy_rmi", {"space_bound": bound, "units_per_byte": synopsis.units_per_byte, "top": synopsis.top,
                            "leaf": synopsis.leaf, "key_bytes": table.key_bytes})
         for a in (0.5, 1.0, 1.5, 2.0):
@@ -164,41 +197,30 @@ def main(argv: list[str]) -> list[dict]:
 
     floor = rows[1]["ns_per_lookup"]
     searchsorted = rows[0]["ns_per_lookup"]
+    for row in rows[1:]:
+        row["speedup_vs_searchsorted"] = searchsorted / row["ns_per_lookup"]
+        row["times_floor"] = row["ns_per_lookup"] / floor
     pygm_rows = _pygm_rows(keys, queries, table_bytes, args.pygm_queries)
     for label, budget in BUDGETS.items():
         for kind in dict.fromkeys(r["kind"] for r in timed):
-            fitting = [r for r in timed if r["kind"] == kind and r["space_fraction"] <= budget]
-            if not fitting:
-                continue
-            best = min(fitting, key=lambda r: r["ns_per_lookup"])
-            rows.append({"method": f"{kind} {label}", "budget": budget,
-                         **{k: v for k, v in best.items() if k not in ("kind", "params")},
-                         "speedup_vs_searchsorted": searchsorted / best["ns_per_lookup"],
-                         "times_floor": best["ns_per_lookup"] / floor})
+            for loop, batched in (("", False), (" batched", True)):
+                fitting = [r for r in timed if r["kind"] == kind and r["space_fraction"] <= budget
+                           and bool(r["batch"]) == batched]
+                if not fitting:
+                    continue
+                best = min(fitting, key=lambda r: r["ns_per_lookup"])
+                rows.append({"method": f"{kind} {label}{loop}", "budget": budget,
+                             **{k: v for k, v in best.items() if k not in ("kind", "params")},
+                             "speedup_vs_searchsorted": searchsorted / best["ns_per_lookup"],
+                             "times_floor": best["ns_per_lookup"] / floor})
         fitting = [r for r in pygm_rows if r["space_fraction"] <= budget]
         if fitting:  # the peer's row is "pygm" at the 2% budget, as the issue names it
             best = min(fitting, key=lambda r: r["ns_per_lookup"])
             rows.append({**best, "method": "pygm" if budget == 0.02 else f"pygm {label}", "budget": budget,
-                         "speedup_vs_searchsorted": searchsorted / best["ns_per_lookup"]})
+                         "speedup_vs_searchsorted": searchsorted / best["ns_per_lookup"],
+                         "times_floor": best["ns_per_lookup"] / floor})
     if args.all_rows:
         rows += [{"method": f"all: {r['config']}", **{k: v for k, v in r.items() if k not in ("kind", "params")}}
                  for r in timed]
+    log(f"done in {time.perf_counter() - began:.0f} s; load average {os.getloadavg()[0]:.1f}")
     return rows
-
-
-if __name__ == "__main__":  # until the bench runner exists: the same JSON it writes
-    import json
-    import os
-    import platform
-    import sys
-
-    result = main(sys.argv[1:])
-    for row in result:
-        print(json.dumps(row, default=float))
-    if "--json" in sys.argv:
-        path = sys.argv[sys.argv.index("--json") + 1]
-        machine = {"cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
-                   "python": platform.python_version(), "load_average": os.getloadavg()}
-        with open(path, "w") as f:
-            json.dump({"bench": "learned_index", "machine": machine, "command": " ".join(sys.argv),
-                       "results": result}, f, indent=1, default=float)

@@ -21,7 +21,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from pipeline.workloads.learned_index.models import KEY, Model
 from pipeline.workloads.learned_index.search import WINDOWED, bfe, bfs, eytzinger_layout
@@ -51,6 +54,85 @@ def _lookup_sum(window, state, keys, queries, search, k):
     return total, windows, fallbacks
 
 
+@intrinsic
+def prefetch(typingctx, array, index):
+    """`prefetch(array, i)`: a hint to bring array[i]'s cache line into cache (LLVM's
+    llvm.prefetch: read, high locality). It never faults and never waits, so a lookup can
+    start the memory reads of many queries before it needs any of them."""
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        byte_pointer = ir.IntType(8).as_pointer()
+        int32 = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, int32, int32, int32]), "llvm.prefetch.p0")
+        address = builder.bitcast(builder.gep(data, [args[1]]), byte_pointer)
+        builder.call(function, [address, ir.Constant(int32, 0), ir.Constant(int32, 3), ir.Constant(int32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
+
+
+@njit
+def _lookup_sum_batched(window, state, keys, queries, group):
+    """The staged ("group prefetch", Chen et al. 2004; interleaved search, Psaropoulos et
+    al. 2017) form of `_lookup_sum` with BFS as last mile: the same three sums.
+
+    Queries go in groups of `group`. Stage 1 runs every model prediction of the group and
+    prefetches each window's first probe; stage 2 runs the branch-free binary searches of
+    all windows in lockstep, one step each per round, prefetching each window's next probe
+    for the next round; stage 3 finishes each search and checks the window's edges as
+    `_lookup_sum` does. No query waits on another's memory read, so the misses of a group
+    overlap as the independent reads of `time_random_read_floor` do."""
+    n = keys.size
+    last = n - 1
+    window_lo = np.empty(group, dtype=np.int64)
+    window_hi = np.empty(group, dtype=np.int64)
+    base = np.empty(group, dtype=np.int64)
+    size = np.empty(group, dtype=np.int64)
+    total = 0
+    windows = 0
+    fallbacks = 0
+    for start in range(0, queries.size, group):
+        count = min(group, queries.size - start)
+        widest = 0
+        for j in range(count):  # stage 1: predictions; first probes prefetched
+            lo, hi = window(state, queries[start + j])
+            window_lo[j] = lo
+            window_hi[j] = hi
+            base[j] = lo
+            size[j] = hi - lo
+            windows += hi - lo
+            widest = max(widest, hi - lo)
+            prefetch(keys, min(max(lo + ((hi - lo) >> 1) - 1, 0), last))
+        while widest > 1:  # stage 2: one BFS step of every window per round
+            widest = 0
+            for j in range(count):
+                half = size[j] >> 1  # 0 once a window is down to one key: the step is a no-op
+                probe = max(base[j] + half - 1, 0)
+                at = base[j] + half if keys[probe] < queries[start + j] else base[j]
+                rest = size[j] - half
+                base[j] = at
+                size[j] = rest
+                widest = max(widest, rest)
+                prefetch(keys, min(max(at + (rest >> 1) - 1, 0), last))
+        for j in range(count):  # stage 3: last comparison, window edges
+            q = queries[start + j]
+            position = base[j]
+            if size[j] == 1 and keys[position] < q:
+                position += 1
+            lo = window_lo[j]
+            hi = window_hi[j]
+            if position == hi and hi < n and keys[hi] < q:
+                position = bfs(keys, hi + 1, n, q, 3)
+                fallbacks += 1
+            elif position == lo and lo > 0 and keys[lo - 1] >= q:
+                position = bfs(keys, 0, lo - 1, q, 3)
+                fallbacks += 1
+            total += position
+    return total, windows, fallbacks
+
+
 @njit(cache=True)
 def _bfe_sum(eytzinger, rank, queries):
     total = 0
@@ -64,6 +146,17 @@ def _gather_sum(table, positions):
     total = np.uint64(0)
     for i in range(positions.size):
         total += table[positions[i]]
+    return total
+
+
+@njit(cache=True)
+def _gather_sum_scalar(table, positions):
+    """The same reads summed as floats: without fastmath LLVM keeps a float sum in order,
+    so this loop is not vectorised and issues one scalar load per iteration, like a
+    lookup loop (the uint64 sum above compiles to AVX-512 gathers on this machine)."""
+    total = 0.0
+    for i in range(positions.size):
+        total += float(table[positions[i]])
     return total
 
 
@@ -107,14 +200,27 @@ def _timed(call, count: int, repeats: int) -> tuple[float, float, tuple[float, .
 
 
 def time_lookups(keys: np.ndarray, queries: np.ndarray, model: Model | None, search: str = "bbs", k: int = 3,
-                 repeats: int = 3, expected: int | None = None) -> Timing:
+                 repeats: int = 3, expected: int | None = None, batch: int = 0) -> Timing:
     """Mean ns per lookup (model + last-mile search) over all queries, in one compiled
     loop; median of `repeats` runs after a warm-up that compiles. `model=None` with
-    search "bfe" times the Eytzinger layout (it has no window)."""
+    search "bfe" times the Eytzinger layout (it has no window).
+
+    batch = 0: the plain loop, one query after the other. batch = G > 0: the staged loop
+    of `_lookup_sum_batched`, G queries interleaved, last mile BFS (search must be "bfs")."""
     keys = np.ascontiguousarray(keys, dtype=KEY)
     queries = np.ascontiguousarray(queries, dtype=KEY)
     expected = expected_checksum(keys, queries) if expected is None else expected
-    if search == "bfe":
+    if batch < 0:
+        raise ValueError(f"batch must be 0 (plain loop) or a group size > 0, got {batch}")
+    if batch and search != "bfs":
+        raise ValueError(f"batch = {batch}: the interleaved lookup's last mile is branch-free binary search; "
+                         f"search must be 'bfs', got {search!r}")
+    if batch:
+        _lookup_sum_batched(model.window, model.window_state, keys, queries[:64], np.int64(batch))
+        median, wall, samples, (checksum, windows, fallbacks) = _timed(
+            lambda: _lookup_sum_batched(model.window, model.window_state, keys, queries, np.int64(batch)),
+            queries.size, repeats)
+    elif search == "bfe":
         if model is not None and model.kind != "none":
             raise ValueError("search 'bfe' has no window: it runs over its own Eytzinger layout, model 'none' only")
         eytzinger, rank = eytzinger_layout(keys)
@@ -140,12 +246,21 @@ def time_searchsorted(keys: np.ndarray, queries: np.ndarray, repeats: int = 3) -
     return _timed(lambda: np.searchsorted(keys, queries, side="left"), queries.size, repeats)[0]
 
 
-def time_random_read_floor(keys: np.ndarray, count: int, seed: int = 0, repeats: int = 3) -> float:
-    """The physical floor: one random read per query from an array of the table's size (a
-    compiled gather of `count` uniformly random positions)."""
+def time_random_read_floor(keys: np.ndarray, count: int, seed: int = 0, repeats: int = 3,
+                           vectorised: bool = True) -> float:
+    """The physical floor: one random read per query from the table itself (a compiled
+    gather of `count` uniformly random positions), timed as the lookups are: CPU time of
+    the same thread, median of `repeats` passes, after a warm-up pass over the same
+    positions (so that neither side pays first-touch page faults in its timed passes).
+
+    The reads are independent, so the CPU overlaps them: this is the memory system's
+    throughput for one random cache line per query, not one memory latency.
+    `vectorised=True` is the plain uint64 sum, which LLVM compiles to vector gathers;
+    `vectorised=False` issues one scalar load per read, as a lookup loop does."""
     positions = np.random.default_rng(seed).integers(0, keys.size, size=count)
-    _gather_sum(keys, positions[:64])
-    return _timed(lambda: _gather_sum(keys, positions), count, repeats)[0]
+    gather = _gather_sum if vectorised else _gather_sum_scalar
+    gather(keys, positions)
+    return _timed(lambda: gather(keys, positions), count, repeats)[0]
 
 
 def time_random_read_latency(keys: np.ndarray, count: int, seed: int = 0, repeats: int = 3) -> float:
@@ -158,9 +273,10 @@ def time_random_read_latency(keys: np.ndarray, count: int, seed: int = 0, repeat
 
 
 def evaluate(keys: np.ndarray, queries: np.ndarray, model: Model, search: str = "bbs", k: int = 3,
-             repeats: int = 3, key_bytes: int = 8, expected: int | None = None) -> dict[str, float]:
-    """Every metric of one model + routine on one table and query set."""
-    timing = time_lookups(keys, queries, model, search, k, repeats, expected)
+             repeats: int = 3, key_bytes: int = 8, expected: int | None = None, batch: int = 0) -> dict[str, float]:
+    """Every metric of one model + routine on one table and query set (`batch`: see
+    `time_lookups`)."""
+    timing = time_lookups(keys, queries, model, search, k, repeats, expected, batch)
     n = keys.size
     mean_window = timing.mean_window
     return {

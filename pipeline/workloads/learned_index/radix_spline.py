@@ -60,13 +60,16 @@ def _rs_predict(state, q):
     prefix = np.int64((clamped - kmin) >> shift)
     lo = np.int64(table[prefix])
     hi = np.int64(table[prefix + 1])
-    # first spline key > q among those sharing q's prefix (all earlier ones are smaller)
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if spline_keys[mid] <= clamped:
-            lo = mid + 1
-        else:
-            hi = mid
+    # first spline key > q among those sharing q's prefix (all earlier ones are smaller),
+    # by a branch-free binary search: on a skewed table (lognormal) one radix bucket can
+    # hold hundreds of spline points, and a branchy search there mispredicts at every step
+    size = hi - lo
+    while size > 1:
+        half = size >> 1
+        lo = lo + half if spline_keys[lo + half - 1] <= clamped else lo
+        size -= half
+    if size == 1 and spline_keys[lo] <= clamped:
+        lo += 1
     right = lo
     if right >= spline_keys.size:
         return to_position(spline_positions[spline_keys.size - 1], n), np.int64(0)

@@ -14,7 +14,7 @@ the space-bounded classes `space_bound`. `from_trials` makes it from a pipeline 
   the seed.
 
     python -m pipeline.workloads.learned_index.report TRIALS.csv --out DIR
-    python -m pipeline.workloads.learned_index.report --mine L2     # SY-RMI synopsis for a level
+    python -m pipeline.workloads.learned_index.report --mine L1 L2 L3   # SY-RMI synopses, as task YAML
 """
 
 from __future__ import annotations
@@ -46,8 +46,11 @@ def from_trials(trials: pd.DataFrame) -> pd.DataFrame:
             values = {m: trial.get(f"{m}/{level}/{dist}") for m in METRICS}
             if values["ns_per_lookup"] is None or not np.isfinite(values["ns_per_lookup"]):
                 continue
+            batch = trial.get("config/batch", 0)
+            batch = int(batch) if batch is not None and np.isfinite(batch) else 0
             rows.append({"trial_id": trial.get("trial_id"), "model": trial.get("config/model"),
-                         "search": trial.get("config/search"), "space_bound": trial.get("config/space_bound"),
+                         "search": trial.get("config/search"), "batch": batch,
+                         "space_bound": trial.get("config/space_bound"),
                          "level": level, "dist": dist, **values})
     return pd.DataFrame(rows)
 
@@ -106,24 +109,40 @@ def synoptic_table(rows: pd.DataFrame, bounds: tuple[float, ...] = (0.0005, 0.00
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
-def mine(level: str, dists: tuple[str, ...] = ("uniform_sparse", "normal", "lognormal"), seed: int = 0,
-         l4_size: int = 10_000_000):
-    """SY-RMI synopsis of a memory level (seed §3.2, §4): CDFShop fronts of the level's
-    synthetic tables, UB and the relative-majority pair."""
+QUICK_DISTS = ("uniform_sparse", "normal", "lognormal")  # the tables of tasks/learned_index.yaml's quick profile
+
+
+def mine(level: str, dists: tuple[str, ...] = QUICK_DISTS, seed: int = 0, l4_size: int = 10_000_000):
+    """SY-RMI synopsis of a memory level (seed §3.2, §4): CDFShop's full two-phase fronts
+    of the level's synthetic tables (one table per dist, at the level's size), UB and the
+    relative-majority pair (timed on 1% of 1M queries per table)."""
     from pipeline.workloads.learned_index import data, rmi
 
     tables = [data.synthetic_keys(d, data.level_size(level, l4_size), seed) for d in dists]
     return rmi.mine_synopsis(tables, seed=seed)
 
 
+def synopses_yaml(synopses: dict) -> str:
+    """`sy_synopses:` of a task file, one level a line."""
+    lines = ["sy_synopses:"]
+    for level, s in synopses.items():
+        votes = ", ".join(f"{pair} {count}" for pair, count in s.votes.items())
+        lines.append(f"  {level}: {{units_per_byte: {s.units_per_byte:.5f}, top: {s.top}, leaf: {s.leaf}}}"
+                     f"   # votes: {votes}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trials", nargs="?", help="a pipeline run's trials.csv")
     parser.add_argument("--out", default="learned_index_report", help="folder for fronts.csv and synoptic.csv")
-    parser.add_argument("--mine", metavar="LEVEL", help="mine the SY-RMI synopsis of a memory level and print it")
+    parser.add_argument("--mine", metavar="LEVEL", nargs="+", help="mine the SY-RMI synopsis of memory levels; "
+                                                                      "prints the task file's sy_synopses")
+    parser.add_argument("--dists", default=",".join(QUICK_DISTS), help="tables to mine from, comma-separated")
     args = parser.parse_args(argv)
     if args.mine:
-        print(mine(args.mine))
+        dists = tuple(args.dists.split(","))
+        print(synopses_yaml({level: mine(level, dists) for level in args.mine}))
         return
     if not args.trials:
         parser.error("give a trials.csv or --mine LEVEL")

@@ -21,7 +21,7 @@ import math
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.workloads.base import LocalReporter, Params, Reporter, Workload
 from pipeline.workloads.learned_index import data
@@ -34,10 +34,21 @@ Level = Literal["L1", "L2", "L3", "L4"]
 Dist = Literal["uniform_dense", "uniform_sparse", "normal", "lognormal"]
 
 
+class SynopsisSpec(BaseModel):
+    """SY-RMI's synopsis of one memory level (seed 001 §3.2), as `report --mine` prints it."""
+
+    model_config = ConfigDict(extra="forbid")
+    units_per_byte: float = Field(gt=0, description="UB: median branching factor / model bytes over the fronts")
+    top: Literal[TOP_TYPES] = Field(description="top model of the relative-majority fastest RMI")
+    leaf: Literal[LEAF_TYPES] = Field(description="its leaf model")
+
+
 class LearnedIndexParams(Params):
     # what to build and how to search
     model: Literal[KINDS] = Field("rmi", description="model class (seed 001 §3.2); 'none' = plain search")
     search: Literal[ROUTINES] = Field("bbs", description="last-mile search routine (§3.1); 'bfe' only with model 'none'")
+    batch: int = Field(0, ge=0, description="0: plain loop, one query after the other; G > 0: G queries interleaved "
+                                            "(staged lookup, measure.py), last mile BFS: search must be 'bfs'")
     k: int = Field(3, ge=2, le=20, description="arity of kbbs/kbfs (seed: k in [3, 20]); guard size of tip")
     ko_segments: int = Field(15, ge=1, le=20, description="KO-BFS/KO-BBS segments (seed's best: 15)")
     rmi_top: Literal[TOP_TYPES] = Field("linear_spline", description="RMI top model type (CDFShop's)")
@@ -50,6 +61,9 @@ class LearnedIndexParams(Params):
     sy_units_per_byte: float | None = Field(None, gt=0, description="SY-RMI UB (leaves per byte); None: mine this table")
     sy_top: Literal[TOP_TYPES] | None = Field(None, description="SY-RMI top type; None: mine this table")
     sy_leaf: Literal[LEAF_TYPES] | None = Field(None, description="SY-RMI leaf type; None: mine this table")
+    sy_synopses: dict[Level, SynopsisSpec] = Field(
+        default_factory=dict, description="SY-RMI synopsis per memory level (report --mine); sy_units_per_byte/"
+                                          "sy_top/sy_leaf, when all given, override it")
     rs_epsilon: int = Field(32, ge=1, description="RadixSpline spline error")
     rs_radix_bits: int = Field(18, ge=1, le=30, description="RadixSpline radix table bits")
     btree_fanout: int = Field(16, ge=2, description="static B+-tree keys per node")
@@ -105,15 +119,27 @@ def tables_for(params: LearnedIndexParams) -> list[tuple[str, str, data.Table, n
     return out
 
 
-def model_kwargs(params: LearnedIndexParams, key_bytes: int) -> dict:
-    """The model's own parameters, from the flat params."""
+def _sy_kwargs(params: LearnedIndexParams, level: str | None) -> dict:
+    """SY-RMI's synopsis: the explicit triple, else the level's from `sy_synopses`, else
+    None (then fit_sy_rmi mines it from the one table, see rmi.py)."""
+    p = params
+    if p.sy_units_per_byte is not None and p.sy_top is not None and p.sy_leaf is not None:
+        return {"units_per_byte": p.sy_units_per_byte, "top": p.sy_top, "leaf": p.sy_leaf}
+    if level in p.sy_synopses:
+        spec = p.sy_synopses[level]
+        return {"units_per_byte": spec.units_per_byte, "top": spec.top, "leaf": spec.leaf}
+    return {"units_per_byte": p.sy_units_per_byte, "top": p.sy_top, "leaf": p.sy_leaf}
+
+
+def model_kwargs(params: LearnedIndexParams, key_bytes: int, level: str | None = None) -> dict:
+    """The model's own parameters, from the flat params (`level`: the table's memory
+    level, which picks SY-RMI's synopsis)."""
     p = params
     return {
         "none": {}, "linear": {}, "quadratic": {}, "cubic": {},
         "ko": {"segments": p.ko_segments},
         "rmi": {"top": p.rmi_top, "leaf": p.rmi_leaf, "bits": p.rmi_bits},
-        "sy_rmi": {"space_bound": p.space_bound, "units_per_byte": p.sy_units_per_byte, "top": p.sy_top,
-                   "leaf": p.sy_leaf, "key_bytes": key_bytes},
+        "sy_rmi": {"space_bound": p.space_bound, **_sy_kwargs(p, level), "key_bytes": key_bytes},
         "pgm": {"epsilon": p.pgm_epsilon, "epsilon_recursive": p.pgm_epsilon_recursive},
         "pgm_bicriteria": {"space_bound": p.space_bound, "a": p.pgm_a, "epsilon_recursive": p.pgm_epsilon_recursive,
                            "key_bytes": key_bytes},
@@ -122,8 +148,8 @@ def model_kwargs(params: LearnedIndexParams, key_bytes: int) -> dict:
     }[p.model]
 
 
-def build(params: LearnedIndexParams, table: data.Table) -> Model:
-    return fit_model(params.model, table.keys, **model_kwargs(params, table.key_bytes))
+def build(params: LearnedIndexParams, table: data.Table, level: str | None = None) -> Model:
+    return fit_model(params.model, table.keys, **model_kwargs(params, table.key_bytes, level))
 
 
 #: metrics reported per table and in aggregate
@@ -142,13 +168,15 @@ def run(params: LearnedIndexParams, report: Reporter) -> dict[str, float]:
     for step, (level, dist, table, queries) in enumerate(tables_for(params)):
         keys = table.keys
         expected = expected_checksum(keys, queries)
-        model = build(params, table)
-        metrics = evaluate(keys, queries, model, params.search, params.k, params.repeats, table.key_bytes, expected)
+        model = build(params, table, level)
+        metrics = evaluate(keys, queries, model, params.search, params.k, params.repeats, table.key_bytes, expected,
+                           params.batch)
         if params.time_baseline:
             plain = fit_model("none", keys)
             metrics["bbs_ns_per_lookup"] = time_lookups(keys, queries, plain, "bbs", 3, params.repeats, expected).ns_per_lookup
             metrics["speedup_vs_bbs"] = metrics["bbs_ns_per_lookup"] / metrics["ns_per_lookup"]
-        rows.append({"level": level, "dist": dist, "table": table.name, "model": model.label, **metrics})
+        rows.append({"level": level, "dist": dist, "table": table.name, "model": model.label, "search": params.search,
+                     "batch": params.batch, **metrics})
         report({f"{name}/{level}/{dist}": metrics[name] for name in PER_TABLE if name in metrics}
                | {"ns_per_lookup": metrics["ns_per_lookup"]}, step=step)
     _write_rows(rows, report)
@@ -184,6 +212,9 @@ def validate(params: LearnedIndexParams) -> None:
         raise ValueError(f"search 'bfe' runs over its own Eytzinger layout and takes no model; got model {params.model!r}")
     if params.keys_file:
         data.load_keys(params.keys_file)  # ValueError naming the file
+    if params.batch and params.search != "bfs":
+        raise ValueError(f"batch = {params.batch}: the interleaved lookup's last mile is branch-free binary search; "
+                         f"search must be 'bfs', got {params.search!r}")
     if params.search in ("kbbs", "kbfs") and params.k < 3:
         raise ValueError(f"k-ary search needs k >= 3 (seed: k in [3, 20]), got {params.k}")
 
@@ -192,14 +223,15 @@ def baselines(params: LearnedIndexParams) -> list[dict]:
     """Plain search routines and numpy.searchsorted on the task's tables and queries:
     the reference points beside the front (no model, no extra space)."""
     rows = []
-    routines = [("bbs", 3), ("bfs", 3), ("kbfs", 6), ("bfe", 3)]
+    routines = [("bbs", 3, 0), ("bfs", 3, 0), ("kbfs", 6, 0), ("bfe", 3, 0), ("bfs", 3, 32)]
     per_method: dict[str, list[float]] = {}
     for _, _, table, queries in tables_for(params):
         expected = expected_checksum(table.keys, queries)
         plain = fit_model("none", table.keys)
-        for routine, k in routines:
-            timing = time_lookups(table.keys, queries, plain, routine, k, params.repeats, expected)
-            per_method.setdefault(routine if routine != "kbfs" else f"kbfs_k{k}", []).append(timing.ns_per_lookup)
+        for routine, k, batch in routines:
+            timing = time_lookups(table.keys, queries, plain, routine, k, params.repeats, expected, batch)
+            name = (routine if routine != "kbfs" else f"kbfs_k{k}") + (f" batched G={batch}" if batch else "")
+            per_method.setdefault(name, []).append(timing.ns_per_lookup)
         per_method.setdefault("numpy.searchsorted", []).append(time_searchsorted(table.keys, queries, params.repeats))
     for method, values in per_method.items():
         rows.append({"method": method, "ns_per_lookup": _geomean(values), "space_fraction": 0.0, "bytes": 0.0})
