@@ -225,3 +225,7 @@ def test_sy_rmi_synopsis_from_fronts():
     assert sum(synopsis.votes.values()) == 2
     model = fit_model("sy_rmi", tables[0], space_bound=0.02, synopsis=synopsis)
     assert model.params["branching"] == max(1, int(synopsis.units_per_byte * 0.02 * 3000 * 8))
+    paired = rmi.mine_synopsis(tables, query_fraction=0.001, fronts=fronts, ub="pair")
+    pair_ratios = [c.branching / c.size_bytes for front in fronts for c in front
+                   if (c.top, c.leaf) == (paired.top, paired.leaf)]
+    assert paired.units_per_byte == pytest.approx(float(np.median(pair_ratios)))

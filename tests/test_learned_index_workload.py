@@ -149,6 +149,25 @@ def test_report_fronts_and_synoptic_table():
     assert table.loc["Best PGM", "rf"] == pytest.approx(99.5 / 99.9)
 
 
+def test_synoptic_table_is_normalised_to_the_fastest_sosd_class():
+    """Seed Table 2: the reference is the best SOSD model (here PGM), not the faster KO;
+    rows below it in time get ratios < 1; a kind with no pick (RMI <= 10) is NaN."""
+    rows = pd.DataFrame([
+        {"model": "pgm", "search": "bbs", "space_bound": None, "level": "L1", "dist": d,
+         "ns_per_lookup": t, "space_fraction": 0.01, "reduction_factor": 99.0} for d, t in (("a", 40.0), ("b", 60.0))
+    ] + [
+        {"model": "ko", "search": "bbs", "space_bound": None, "level": "L1", "dist": d,
+         "ns_per_lookup": 25.0, "space_fraction": 0.001, "reduction_factor": 98.0} for d in ("a", "b")
+    ] + [{"model": "rmi", "search": "bbs", "space_bound": None, "level": "L1", "dist": "a",
+          "ns_per_lookup": 70.0, "space_fraction": 0.5, "reduction_factor": 99.5}])
+    table = report.synoptic_table(rows).set_index("model")
+    assert table.iloc[0].name == "Best PGM" and bool(table.iloc[0]["reference"])
+    assert table.loc["Best PGM", "time_s"] == pytest.approx(50e-9)  # mean over the two tables
+    assert table.loc["Best KO", "time_s"] == pytest.approx(25 / 50)
+    assert table.loc["Best RMI", "time_s"] == pytest.approx(70 / 50) and table.loc["Best RMI", "tables"] == 1
+    assert math.isnan(table.loc["RMI <= 10", "time_s"])
+
+
 def test_report_from_trials_csv_columns():
     trials = pd.DataFrame([{"trial_id": "a", "final": 1, "status": "DONE", "config/model": "pgm",
                             "config/search": "bfs", "config/space_bound": 0.02,

@@ -76,35 +76,54 @@ def _pick(group: pd.DataFrame, kind: str, model: str, bound: float | None) -> pd
     return rows.loc[rows["ns_per_lookup"].idxmin()]
 
 
+#: the classes "coming out of SOSD" in seed 001 §6: Table 2 is normalised to the fastest of them
+SOSD_CLASSES = ("rmi", "pgm", "radix_spline", "btree")
+
+
 def synoptic_table(rows: pd.DataFrame, bounds: tuple[float, ...] = (0.0005, 0.007, 0.02)) -> pd.DataFrame:
-    """Seed 001 Table 2 from the long table (module docstring)."""
+    """Seed 001 Table 2 from the long table. Per memory level, one row per kind: "Best X"
+    (the fastest X on each table) and "X <= 10" (the fastest within 10% space) for the
+    SOSD classes, "SY-RMI b" and "PGM_M b" (bi-criteria PGM, the seed's "PGM b") at each
+    space bound b in percent, then our constant-space rows (KO, L, C, no model), which the
+    seed's Table 2 does not have. Each row averages its pick over the level's tables.
+
+    The reference row, first and in absolute units (time in seconds, space as a fraction
+    of the table, reduction factor in %), is the fastest of the SOSD classes' "Best" rows,
+    as the seed normalises "with respect to the best query time model coming out of SOSD";
+    every other row is the ratio row / reference (below 1 where a row beats it). A kind
+    with no pick on the level is a row of NaN (the seed's "-")."""
     kinds = []
-    for model in ("rmi", "pgm", "radix_spline", "btree"):
+    for model in SOSD_CLASSES:
         kinds += [(f"Best {CLASS_NAMES[model]}", "best", model, None),
                   (f"{CLASS_NAMES[model]} <= 10", "within10", model, None)]
     for model in ("sy_rmi", "pgm_bicriteria"):
         kinds += [(f"{CLASS_NAMES[model]} {100 * b:g}", "bound", model, b) for b in bounds]
     for model in ("ko", "linear", "cubic", "none"):
         kinds.append((f"Best {CLASS_NAMES[model]}", "best", model, None))
+    reference_names = {f"Best {CLASS_NAMES[m]}" for m in SOSD_CLASSES}
     out = []
     for level, by_level in rows.groupby("level", sort=True):
         averaged = []
         for name, kind, model, bound in kinds:
             picks = [_pick(g, kind, model, bound) for _, g in by_level.groupby("dist")]
             picks = [p for p in picks if p is not None]
-            if not picks:
-                continue
             averaged.append({"level": level, "model": name, "tables": len(picks),
-                             "time_s": float(np.mean([p["ns_per_lookup"] for p in picks])) * 1e-9,
-                             "space": float(np.mean([p["space_fraction"] for p in picks])),
-                             "rf": float(np.mean([p["reduction_factor"] for p in picks]))})
-        if not averaged:
+                             "time_s": float(np.mean([p["ns_per_lookup"] for p in picks])) * 1e-9 if picks else np.nan,
+                             "space": float(np.mean([p["space_fraction"] for p in picks])) if picks else np.nan,
+                             "rf": float(np.mean([p["reduction_factor"] for p in picks])) if picks else np.nan})
+        table = pd.DataFrame(averaged)
+        candidates = table[table["model"].isin(reference_names) & table["time_s"].notna()]
+        if candidates.empty:
+            candidates = table[table["time_s"].notna()]
+        if candidates.empty:
             continue
-        table = pd.DataFrame(averaged).sort_values("time_s", kind="stable").reset_index(drop=True)
-        best = table.iloc[0]
+        reference = table.loc[candidates["time_s"].idxmin()].copy()
+        rest = table.drop(index=reference.name)
         for column in ("time_s", "space", "rf"):
-            ratios = table[column] / best[column] if best[column] else np.nan
-            table[column] = [best[column]] + list(ratios.iloc[1:])
+            rest[column] = rest[column] / reference[column] if reference[column] else np.nan
+        rest = rest.sort_values("time_s", kind="stable", na_position="last")
+        table = pd.concat([reference.to_frame().T, rest], ignore_index=True)
+        table["reference"] = [True] + [False] * (len(table) - 1)
         out.append(table)
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
@@ -112,14 +131,15 @@ def synoptic_table(rows: pd.DataFrame, bounds: tuple[float, ...] = (0.0005, 0.00
 QUICK_DISTS = ("uniform_sparse", "normal", "lognormal")  # the tables of tasks/learned_index.yaml's quick profile
 
 
-def mine(level: str, dists: tuple[str, ...] = QUICK_DISTS, seed: int = 0, l4_size: int = 10_000_000):
+def mine(level: str, dists: tuple[str, ...] = QUICK_DISTS, seed: int = 0, l4_size: int = 10_000_000,
+         ub: str = "all"):
     """SY-RMI synopsis of a memory level (seed §3.2, §4): CDFShop's full two-phase fronts
     of the level's synthetic tables (one table per dist, at the level's size), UB and the
     relative-majority pair (timed on 1% of 1M queries per table)."""
     from pipeline.workloads.learned_index import data, rmi
 
     tables = [data.synthetic_keys(d, data.level_size(level, l4_size), seed) for d in dists]
-    return rmi.mine_synopsis(tables, seed=seed)
+    return rmi.mine_synopsis(tables, seed=seed, ub=ub)
 
 
 def synopses_yaml(synopses: dict) -> str:
@@ -139,10 +159,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mine", metavar="LEVEL", nargs="+", help="mine the SY-RMI synopsis of memory levels; "
                                                                       "prints the task file's sy_synopses")
     parser.add_argument("--dists", default=",".join(QUICK_DISTS), help="tables to mine from, comma-separated")
+    parser.add_argument("--ub", default="all", choices=("all", "pair"), help="UB over all front RMIs (the seed) "
+                                                                             "or the winning pair's (rmi.py)")
     args = parser.parse_args(argv)
     if args.mine:
         dists = tuple(args.dists.split(","))
-        print(synopses_yaml({level: mine(level, dists) for level in args.mine}))
+        print(synopses_yaml({level: mine(level, dists, ub=args.ub) for level in args.mine}))
         return
     if not args.trials:
         parser.error("give a trials.csv or --mine LEVEL")
