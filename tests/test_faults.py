@@ -21,7 +21,6 @@ Run: .venv/bin/python -m pytest tests/test_faults.py
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -35,7 +34,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from pipeline.cluster import faults, mlflow_server
-from pipeline.cluster.local import local_cluster
+from pipeline.cluster.local import kill_ray_under, local_cluster
 from pipeline.workloads import smoke
 from pipeline.workloads.base import LocalReporter
 
@@ -77,26 +76,6 @@ def small_cms_cli(tmp_path: Path, trials: int) -> list[str]:
     ]
 
 
-def kill_session(pid: int, ray_tmp: Path) -> None:
-    """SIGKILL the driver's process group, then whatever Ray processes of its session
-    outlived it (found by their session folder under `ray_tmp`; nobody else's)."""
-    import signal
-
-    if pid > 0:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().decode(errors="ignore")
-        except OSError:
-            continue
-        if str(ray_tmp) in cmdline:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(proc.name), signal.SIGKILL)
-
-
 @pytest.fixture(scope="module")
 def resumed_run(tmp_path_factory):
     """Kill the driver (SIGKILL, its process group and its local Ray) right after it
@@ -117,7 +96,7 @@ def resumed_run(tmp_path_factory):
             if line.startswith(f"[2/{RESUME_TRIALS}]"):
                 break  # two trials done, the third starting: kill the driver now
     finally:
-        kill_session(driver.pid, ray_tmp)
+        kill_ray_under(ray_tmp, driver.pid)
         driver.wait()
     assert any(line.startswith(f"[2/{RESUME_TRIALS}]") for line in seen), (tmp_path / "driver.err").read_text()[-3000:]
 
@@ -126,7 +105,7 @@ def resumed_run(tmp_path_factory):
         resumed = subprocess.run(command + ["--resume", "--summary", str(summary_path)], cwd=ROOT, env=env,
                                  capture_output=True, text=True, timeout=900)
     finally:
-        kill_session(-1, ray_tmp)  # a crashed resume leaves nothing behind either
+        kill_ray_under(ray_tmp)  # a crashed resume leaves nothing behind either
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads(summary_path.read_text())

@@ -129,3 +129,25 @@ def actor_nodes(class_name: str) -> list[str]:
 def results_root(tmp: Path) -> dict[str, str]:
     """Overrides that keep a run's MLflow store, Optuna study and Ray results in `tmp`."""
     return {"mlflow.tracking_uri": f"sqlite:///{Path(tmp).resolve() / 'mlflow.db'}"}
+
+
+def kill_ray_under(temp_dir: str | Path, pid: int = -1) -> None:
+    """SIGKILL process group `pid` (if > 0), then every process whose command line names
+    `temp_dir`: the Ray session a test started with `--temp-dir`/RAY_TMPDIR, and nobody
+    else's. (`ray stop --force` would kill every Ray on the machine, a user's too.)"""
+    import signal
+
+    if pid > 0:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="ignore")
+        except OSError:
+            continue
+        if str(temp_dir) in cmdline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(proc.name), signal.SIGKILL)
+
