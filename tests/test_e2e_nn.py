@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from pipeline.workloads.base import LocalReporter
 from pipeline.workloads.e2e import nn_data, nn_train
@@ -81,6 +82,35 @@ def test_coefficients_extra_space_is_a_combination_of_the_data():
     assert torch.all(laid_out[:, 8:] == 0)  # linear in the (zero) data
 
 
+def test_copy_extra_space_holds_exact_points_and_reads_map_to_them():
+    model = tiny_model(extra=3, extra_mode="copy", lookups=2)
+    points = torch.rand(5, 8, 1)
+    laid_out, placement, _ = model.structure(points, training=False)
+    assert placement.shape == (5, 11, 8)
+    copies = placement[:, 8:].argmax(-1)  # [B, T]: which input each extra slot copies
+    assert torch.equal(laid_out[:, 8:], torch.gather(points, 1, copies.unsqueeze(-1)))
+    out = model(points, torch.rand(5, 1), training=False)
+    out["lookups"] = F.one_hot(torch.tensor([[9, 0]] * 5), 11).float()  # read extra slot 1, then position 0
+    got = nn_train.retrieved_indices(out, 8, permute=True)
+    assert np.array_equal(got[:, 0], copies[:, 1].numpy())
+    assert np.array_equal(got[:, 1], placement[:, 0].argmax(-1).numpy())
+    # in training the copies are soft, but each is still a convex combination of the points
+    soft, soft_placement, _ = model.structure(points, training=True)
+    assert torch.allclose(soft_placement[:, 8:].sum(-1), torch.ones(5, 3))
+    assert torch.all((soft[:, 8:] >= points.min(1, keepdim=True).values - 1e-6)
+                     & (soft[:, 8:] <= points.max(1, keepdim=True).values + 1e-6))
+
+
+def test_ce_credits_a_read_of_a_copy_of_the_nearest_neighbour():
+    model = tiny_model(extra=2, extra_mode="copy", lookups=1)
+    points = torch.rand(3, 8, 1)
+    out = model(points, torch.rand(3, 1), training=False)
+    copied = out["perm"][:, 8].argmax(-1)  # the input extra slot 0 copies
+    out["lookups"] = F.one_hot(torch.full((3, 1), 8), 10).float()
+    assert float(nn_loss(out, copied, "ce", False, adaptive=True)) == pytest.approx(0.0, abs=1e-6)
+    assert float(nn_loss(out, (copied + 1) % 8, "ce", False, adaptive=True)) > 5
+
+
 def test_no_permute_ablation_outputs_transformed_points():
     model = tiny_model(permute=False)
     points = torch.rand(3, 8, 1)
@@ -124,6 +154,38 @@ def test_losses_point_at_the_nearest_neighbour():
             value = nn_loss(out, nn_index, loss, every, adaptive=True)
             assert value.ndim == 0 and torch.isfinite(value)
     assert nn_loss(out, nn_index, "mse", False, adaptive=False) <= nn_loss(out, nn_index, "mse", True, True) * 10
+
+
+def _hand_out(lookups: torch.Tensor, n: int) -> dict[str, torch.Tensor]:
+    """A forward output with identity permutation, points 0..n-1, query 0, given lookups."""
+    b = lookups.shape[0]
+    points = torch.arange(n, dtype=torch.float32).view(1, n, 1).expand(b, n, 1)
+    structure = torch.cat([points, torch.full((b, lookups.shape[-1] - n, 1), 50.0)], dim=1)
+    return {"lookups": lookups, "values": lookups @ structure, "perm": torch.eye(n).expand(b, n, n),
+            "points": points, "query": torch.zeros(b, 1)}
+
+
+def test_every_lookup_ce_does_not_penalise_an_earlier_read_of_extra_space():
+    n, extra = 4, 2
+    hit_y, read_extra, miss = (F.one_hot(torch.tensor([i]), n + extra).float() for i in (0, 5, 2))
+    nn_index = torch.zeros(1, dtype=torch.long)
+    # lookup 1 reads an extra slot, lookup 2 reads y: no loss at all
+    free = _hand_out(torch.stack([read_extra, hit_y], 1), n)
+    assert float(nn_loss(free, nn_index, "ce", True, adaptive=True)) == pytest.approx(0.0, abs=1e-6)
+    # lookup 1 reads a wrong point: penalised; the last lookup must read y itself
+    wrong = _hand_out(torch.stack([miss, hit_y], 1), n)
+    last_extra = _hand_out(torch.stack([hit_y, read_extra], 1), n)
+    assert float(nn_loss(wrong, nn_index, "ce", True, adaptive=True)) > 5
+    assert float(nn_loss(last_extra, nn_index, "ce", True, adaptive=True)) > 5
+
+
+def test_non_adaptive_loss_scores_the_read_closest_to_the_query_even_with_every_lookup():
+    n = 4
+    hit_y, miss = (F.one_hot(torch.tensor([i]), n).float() for i in (0, 3))
+    out = _hand_out(torch.stack([miss, hit_y], 1), n)  # y = 0 is the read closest to q = 0
+    nn_index = torch.zeros(1, dtype=torch.long)
+    assert float(nn_loss(out, nn_index, "ce", True, adaptive=False)) == pytest.approx(0.0, abs=1e-6)
+    assert float(nn_loss(out, nn_index, "ce", True, adaptive=True)) > 5
 
 
 @pytest.mark.slow
@@ -177,6 +239,7 @@ def test_digit_images_encode_their_label():
     ({"distribution": "gaussian"}, "distribution"),
     ({"distribution": "uniform1d", "dim": 2}, "dim"),
     ({"width": 10, "heads": 4}, "width"),
+    ({"extra_space": 2, "extra_mode": "copy", "permute": False}, "extra_mode"),
 ])
 def test_bad_input_is_a_value_error_before_training(overrides, field):
     with pytest.raises(ValueError, match=field):

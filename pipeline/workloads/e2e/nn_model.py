@@ -6,7 +6,11 @@ set) reads the N points and emits one rank score per point; a differentiable sor
 a few lines because no maintained package ships them for torch) turns the scores into a
 soft permutation P, and D_hat = [P @ D, b_1..b_T]. The T extra vectors come from T
 learned "extra" tokens appended to the sequence (appendix C.5: "unrestricted" emits a
-d-vector, "coefficients" emits N weights over the permuted data).
+d-vector, "coefficients" emits N weights over the permuted data). "copy" (ours, not in
+the paper) is coefficients restricted to one-hot: each extra token points at one data
+point by attention (a Gumbel-softmax over the N points in training, a hardmax at
+inference, as for the lookups) and its slot holds an exact copy of that point, which is
+what the bucketing baseline of C.4.1 stores; a read of such a slot is a read of the point.
 
 query-execution network: M query MLPs (`lookup.QueryMLP`); Q^i sees the query and the
 history (m_1, v_1, ..., m_{i-1}, v_{i-1}) and emits logits over the N+T positions;
@@ -30,7 +34,7 @@ from torch.nn import functional as F
 from pipeline.workloads.e2e.lookup import QueryMLP, one_hot_lookup
 
 SORTS = ("neuralsort", "softsort")
-EXTRA_MODES = ("unrestricted", "coefficients")
+EXTRA_MODES = ("unrestricted", "coefficients", "copy")
 
 
 def neural_sort(scores: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -106,11 +110,12 @@ class DataNetwork(nn.Module):
         self.ln = nn.LayerNorm(width)
         self.rank_head = nn.Linear(width, 1)
         self.point_head = nn.Linear(width, point_dim)  # no-permute ablation only
-        self.extra_head = nn.Linear(width, n if extra_mode == "coefficients" else point_dim)
+        self.extra_head = nn.Linear(width, {"coefficients": n, "copy": width}.get(extra_mode, point_dim))
+        self.pointer_key = nn.Linear(width, width) if extra_mode == "copy" else None
 
     def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """points [B, N, d] -> (rank scores [B, N], transformed points [B, N, d], extra head
-        output [B, T, d or N])."""
+        output [B, T, d or N]; for "copy": pointer logits [B, T, N] over the input points)."""
         h = self.embed(points)
         if self.extra:
             h = torch.cat([h, self.extra_tokens.expand(h.shape[0], -1, -1)], dim=1)
@@ -118,7 +123,10 @@ class DataNetwork(nn.Module):
             h = block(h)
         h = self.ln(h)
         n = points.shape[1]
-        return self.rank_head(h[:, :n]).squeeze(-1), self.point_head(h[:, :n]), self.extra_head(h[:, n:])
+        extra_out = self.extra_head(h[:, n:])
+        if self.pointer_key is not None:  # scaled dot-product pointer from each extra token to each point
+            extra_out = extra_out @ self.pointer_key(h[:, :n]).transpose(1, 2) / h.shape[-1] ** 0.5
+        return self.rank_head(h[:, :n]).squeeze(-1), self.point_head(h[:, :n]), extra_out
 
 
 class NNModel(nn.Module):
@@ -158,8 +166,9 @@ class NNModel(nn.Module):
         return self.features(data), self.features(queries)
 
     def structure(self, points: torch.Tensor, training: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """D_hat [B, N+T, d], the permutation [B, N, N] (rows: positions, columns:
-        original points; identity without permutation) and the rank scores [B, N]."""
+        """D_hat [B, N+T, d], the placement [B, N(+T), N] (rows: positions, columns:
+        original points: the permutation, identity without permutation, then for "copy"
+        the pointer of each extra slot) and the rank scores [B, N]."""
         scores, transformed, extra_out = self.data_net(points)
         b, n, _ = points.shape
         if not self.permute:
@@ -172,7 +181,11 @@ class NNModel(nn.Module):
             else:
                 perm = hard_permutation(scores)
             laid_out = perm @ points
-        if self.extra:
+        if self.extra and self.data_net.extra_mode == "copy":
+            pointer = one_hot_lookup(extra_out, self.lookup_temperature, training=training)  # [B, T, N]
+            laid_out = torch.cat([laid_out, pointer @ points], dim=1)
+            perm = torch.cat([perm, pointer], dim=1)
+        elif self.extra:
             extra = extra_out @ laid_out if self.data_net.extra_mode == "coefficients" else extra_out
             laid_out = torch.cat([laid_out, extra], dim=1)
         return laid_out, perm, scores
@@ -220,16 +233,27 @@ def nn_loss(out: dict[str, torch.Tensor], nn_index: torch.Tensor, loss: str, eve
     if loss == "mse":
         per_lookup = ((values - target.unsqueeze(1)) ** 2).sum(-1)
     else:
-        where_y = out["perm"][rows, :, nn_index]  # [B, N]: soft position of y
-        slots = lookups.shape[-1]
-        where_y = F.pad(where_y, (0, slots - where_y.shape[1]))
-        hit = (lookups * where_y.unsqueeze(1)).sum(-1)
+        where_y = out["perm"][rows, :, nn_index]  # [B, N(+T)]: soft position of y (and of its copies)
+        n = where_y.shape[1]  # slots that hold input points
+        hit = (lookups[..., :n] * where_y.unsqueeze(1)).sum(-1)  # [B, M]
+        if every_lookup and adaptive and lookups.shape[-1] > n:
+            # with extra space, an earlier lookup may read a stored statistic instead of a
+            # point (§2.5): score it only on where it reads among the points, weighted by
+            # the (constant) mass it puts on points, so the loss neither pushes it away
+            # from the extra slots nor towards them; the last lookup keeps the plain
+            # cross-entropy (it must read y itself)
+            data_mass = lookups[:, :-1, :n].sum(-1)
+            earlier = -torch.log((hit[:, :-1] / data_mass.clamp_min(1e-9)).clamp_min(1e-9)) * data_mass.detach()
+            return torch.cat([earlier, -torch.log(hit[:, -1:].clamp_min(1e-9))], dim=1).mean()
         per_lookup = -torch.log(hit.clamp_min(1e-9))
-    if every_lookup:
-        return per_lookup.mean()
     if not adaptive:
+        # the non-adaptive models answer together (the read closest to q), so they are
+        # trained on that answer even with `every_lookup`: averaging over lookups would
+        # train M copies of the same one-lookup guess
         chosen = ((values - out["query"].unsqueeze(1)) ** 2).sum(-1).detach().argmin(1)
         return per_lookup[rows, chosen].mean()
+    if every_lookup:
+        return per_lookup.mean()
     return per_lookup[:, -1].mean()
 
 

@@ -72,9 +72,10 @@ def retrieved_indices(out: dict[str, torch.Tensor], n: int, permute: bool) -> np
     if not permute:
         gaps = torch.cdist(out["values"], out["points"])  # [B, M, N]
         return gaps.argmin(-1).cpu().numpy()
-    original = out["perm"].argmax(-1)  # [B, N]: position -> original index
-    in_data = positions < n
-    picked = torch.gather(original, 1, positions.clamp(max=n - 1))
+    original = out["perm"].argmax(-1)  # [B, N(+T)]: position -> original index ("copy" slots too)
+    placed = original.shape[1]
+    in_data = positions < placed
+    picked = torch.gather(original, 1, positions.clamp(max=placed - 1))
     return torch.where(in_data, picked, torch.full_like(picked, -1)).cpu().numpy()
 
 
@@ -99,7 +100,7 @@ def evaluate(model: NNModel, params: Any, instances: nn_data.Instances, device: 
         target = out["points"][rows, nn_index]
         squared.append(((out["values"][:, -1] - target) ** 2).sum(-1).cpu().numpy())
         if params.permute and part.points.shape[-1] == 1:
-            order = out["perm"].argmax(-1).cpu().numpy()
+            order = out["perm"][:, :params.n].argmax(-1).cpu().numpy()
             laid = np.take_along_axis(part.points[..., 0], order, 1)
             ascending = np.sort(part.points[..., 0], axis=1)
             # descending order is as searchable as ascending: count the better of the two

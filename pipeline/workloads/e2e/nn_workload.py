@@ -36,8 +36,9 @@ class NNParams(Params):
     n: int = Field(100, ge=2, description="dataset size N")
     lookups: int = Field(7, ge=1, description="lookup budget M (number of query models)")
     extra_space: int = Field(0, ge=0, description="extra vectors T the data network may store (§2.5)")
-    extra_mode: Literal["unrestricted", "coefficients"] = Field(
-        "unrestricted", description="extra space: free vectors, or linear combinations of the data (C.5)")
+    extra_mode: Literal["unrestricted", "coefficients", "copy"] = Field(
+        "unrestricted", description="extra space: free vectors, linear combinations of the data (C.5), "
+                                    "or copies of chosen points (ours; nn_model docstring)")
     dim: int | None = Field(None, ge=1, description="point dimension; None = the distribution's own (30 for hypersphere)")
     rho: float = Field(0.8, ge=0.0, le=1.0, description="hypersphere: inner product of query and its anchor point")
     zipf_alpha: float = Field(1.2, gt=0.0, description="zipf1d: query skew alpha")
@@ -89,8 +90,8 @@ def validate(params: NNParams) -> None:
         raise ValueError(f"width={params.width} is not divisible by heads={params.heads}")
     if params.distribution == "digits" and params.n > nn_data.DIGIT_LABELS:
         raise ValueError(f"n={params.n} exceeds the {nn_data.DIGIT_LABELS} distinct digit labels")
-    if params.extra_space and not params.permute and params.extra_mode == "coefficients":
-        raise ValueError("extra_mode='coefficients' combines permuted points; it needs permute=true")
+    if params.extra_space and not params.permute and params.extra_mode in ("coefficients", "copy"):
+        raise ValueError(f"extra_mode={params.extra_mode!r} stores input points; it needs permute=true")
 
 
 class _Resolved:
