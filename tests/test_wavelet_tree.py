@@ -4,7 +4,8 @@ levels and rank matrix match the slides' worked example, sizes match hand counts
 import numpy as np
 import pytest
 
-from pipeline.workloads.wavelet.tree import ARITIES, SUPERBLOCK, WaveletMapping, num_levels
+from pipeline.workloads.wavelet.tree import (ARITIES, SUPERBLOCK, WaveletMapping, access_kernels_for, count_width,
+                                             num_levels)
 
 # seed 002, "Proposed Solution" / "The Build Function" / "The Rank Matrix"
 SLIDES_PERM = np.array([5, 12, 4, 0, 3, 11, 1, 9, 7, 10, 14, 8, 6, 13, 15, 2])
@@ -32,6 +33,37 @@ def test_access_inverts_permutation(n, arity, rank, sample_rate):
     tree = WaveletMapping.build(perm, arity=arity, rank=rank, sample_rate=sample_rate)
     assert tree.levels == num_levels(n, arity)
     np.testing.assert_array_equal(tree.access_batch(np.arange(n)), perm)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 16, 17, 255, 257, 1000, 4097, 70_001])
+@pytest.mark.parametrize("arity", ARITIES)
+@pytest.mark.parametrize("block_lines", [1, 2, 4, 32])
+def test_blocked_access_inverts_permutation(n, arity, block_lines):
+    perm = np.random.default_rng(n * 11 + arity).permutation(n)
+    try:
+        tree = WaveletMapping.build(perm, arity=arity, rank="blocked", block_lines=block_lines)
+    except ValueError as error:  # 256 counts need several lines
+        assert arity == 256 and "no room for digits" in str(error)
+        return
+    assert tree.buf.ctypes.data % 64 == 0  # blocks are whole cache lines
+    np.testing.assert_array_equal(tree.access_batch(np.arange(n)), perm)
+    np.testing.assert_array_equal(tree.level_digits(tree.levels - 1),
+                                  WaveletMapping.build(perm, arity=arity).level_digits(tree.levels - 1))
+
+
+@pytest.mark.parametrize("arity,rank,options", [(2, "sampled", {"sample_rate": 64}), (4, "blocked", {"block_lines": 1}),
+                                                (16, "interleaved", {"sample_rate": 256}), (16, "blocked", {"block_lines": 4}),
+                                                (256, "full", {}), (256, "blocked", {"block_lines": 32})])
+def test_timing_loops_compute_the_accesses(arity, rank, options):
+    """The per-access and the batched (lockstep, prefetching) loops visit the same values."""
+    n = 70_001
+    perm = np.random.default_rng(3).permutation(n)
+    tree = WaveletMapping.build(perm, arity=arity, rank=rank, **options)
+    positions = np.random.default_rng(4).integers(0, n, 5000)
+    per_access, batched = access_kernels_for(tree.rank_code, tree.bits)
+    assert per_access(positions, *tree.kernel_args) == perm[positions].sum()
+    for group in (1, 7, 16):
+        assert batched(positions, np.empty(group, np.int64), *tree.kernel_args) == perm[positions].sum()
 
 
 @pytest.mark.parametrize("arity", ARITIES)
@@ -78,6 +110,25 @@ def test_sizes_match_hand_counts():
     assert tree.size_bits()["rank"] == 9 * (2 * 2 * 16 + 1 * 2 * 32)
 
 
+def test_blocked_sizes_match_hand_counts():
+    # n=1000, m=16: 3 levels; child sizes 256 and 16 -> 8-bit counts on both ranked levels:
+    # 16 x 8 = 128 bits = 2 header words. 1 line = 8 words: 6 digit words = 96 digits per block,
+    # ceil(1000/96) = 11 blocks x 8 words on levels 0-1; last level 128 digits per block, 8 blocks.
+    perm = np.random.default_rng(0).permutation(1000)
+    tree = WaveletMapping.build(perm, arity=16, rank="blocked", block_lines=1)
+    assert tree.per_block.tolist() == [96, 96, 128]
+    assert tree.size_bits() == {"rank": 2 * 11 * 2 * 64, "digits": (2 * 11 + 8) * 8 * 64 - 2 * 11 * 2 * 64,
+                                "total": (2 * 11 + 8) * 8 * 64}
+    # m=4 over 70,001 values: 9 levels; child 4^8 = 65536 .. 4^5 -> 16-bit counts (4 x 16 = one
+    # word), 4^4 = 256 .. 4 -> 8 bits (half a word, rounded up to one): 7 words = 224 digits per line
+    assert [count_width(4 ** k) for k in (8, 5, 4, 1)] == [16, 16, 8, 8]
+    tree = WaveletMapping.build(np.random.default_rng(1).permutation(70_001), arity=4, rank="blocked", block_lines=1)
+    assert tree.header.tolist() == [1] * 8 + [0]
+    blocks = -(-70_001 // 224)
+    assert tree.size_bits()["total"] == (8 * blocks + -(-70_001 // 256)) * 512
+    assert tree.size_bits()["rank"] == 8 * blocks * 64
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [
@@ -88,6 +139,8 @@ def test_sizes_match_hand_counts():
         ({"perm": np.arange(4), "arity": 8}, "arity"),
         ({"perm": np.arange(4), "rank": "dense"}, "rank"),
         ({"perm": np.arange(4), "rank": "sampled", "sample_rate": 100}, "sample_rate"),
+        ({"perm": np.arange(4), "rank": "blocked", "block_lines": 3}, "block_lines"),
+        ({"perm": np.arange(70_000), "arity": 256, "rank": "blocked", "block_lines": 4}, "no room for digits"),
     ],
 )
 def test_bad_input(kwargs, match):

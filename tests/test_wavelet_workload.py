@@ -28,20 +28,32 @@ def test_smoke_run_is_finite_and_repeatable(tmp_path):
 
 def test_full_rank_and_baselines():
     workload = get("wavelet_mapping")
-    params = workload.make_params({**workload.smoke_params, "sample_rate": 0, "arity": 256, "model": "pgm"})
-    interleaved = workload.run(workload.make_params({**workload.smoke_params, "interleaved": True}), LocalReporter())
+    params = workload.make_params({**workload.smoke_params, "rank": "full", "arity": 256, "model": "pgm"})
+    interleaved = workload.run(workload.make_params({**workload.smoke_params, "rank": "interleaved"}), LocalReporter())
     assert interleaved["levels"] == 4 and 16 < interleaved["bits_per_element"] < 32
+    batched = workload.make_params({**workload.smoke_params, "rank": "blocked", "block_lines": 1, "arity": 4,
+                                    "group": 16})
+    metrics = workload.run(batched, LocalReporter())
+    assert metrics["levels"] == 8 and all(math.isfinite(v) for v in metrics.values())
+    kary = workload.run(workload.make_params({**workload.smoke_params, "candidates": 5}), LocalReporter())
+    assert kary["probes_per_lookup"] > metrics["probes_per_lookup"]  # more keys read, fewer rounds
     metrics = workload.run(params, LocalReporter())
     assert metrics["levels"] == 2 and metrics["bits_per_element"] > 16
     methods = [row["method"] for row in workload.baselines(params)]
     assert methods[0].startswith("btree") and "permutation+pgm" in methods
 
 
-@pytest.mark.parametrize("field,value", [("arity", 8), ("sample_rate", 100), ("sample_rate", 32),
+@pytest.mark.parametrize("field,value", [("arity", 8), ("sample_rate", 100), ("sample_rate", 32), ("sample_rate", 0),
+                                         ("rank", "dense"), ("block_lines", 3), ("group", 0),
                                          ("model", "lstm"), ("n", 0), ("unknown", 1)])
 def test_bad_params(field, value):
     with pytest.raises(ValidationError, match=field if field != "unknown" else "Extra"):
         get("wavelet_mapping").make_params({field: value})
+
+
+def test_kary_needs_per_query_mode():
+    with pytest.raises(ValidationError, match="candidates"):
+        get("wavelet_mapping").make_params({"group": 16, "candidates": 5})
 
 
 def test_task_file_validates():
@@ -58,10 +70,16 @@ def test_bench_rows_tiny():
     from pipeline.bench.wavelet import main
 
     rows = main(["--n", "3000", "--queries", "300", "--repeats", "1", "--arities", "4", "256",
-                 "--sample-rates", "64", "--btree-fanouts", "16", "--model", "pgm:epsilon=8"])
+                 "--sample-rates", "64", "--block-lines", "1", "32", "--btree-fanouts", "16",
+                 "--model", "pgm:epsilon=8"])
     methods = [row["method"] for row in rows]
     assert methods[0] == "btree_f16"
     assert {"permutation+pgm", "sorted_copy+pgm", "wavelet_m4_s64+pgm", "wavelet_m256_full+pgm",
-            "wavelet_m4_s64+binary", "wavelet_m4_i64+pgm"} <= set(methods)
+            "wavelet_m4_s64+binary", "wavelet_m4_i64+pgm", "wavelet_m4_b1+pgm", "wavelet_m256_b32+pgm"} <= set(methods)
+    assert "wavelet_m256_b1+pgm" not in methods  # 256 counts do not fit one line: skipped
     for row in rows:
-        assert {"method", "bits_per_element", "ns_per_access", "ns_per_lookup"} <= set(row)
+        if row["method"] != "btree_reference":
+            assert {"method", "bits_per_element", "ns_per_access", "ns_per_lookup"} <= set(row)
+        if row["method"].startswith("wavelet"):
+            assert {"ns_per_lookup_batched", "lookup_vs_btree_batched", "bound_ratio_batched",
+                    "meets_target", "meets_target_batched"} <= set(row)

@@ -8,7 +8,8 @@ level holds the largest key of every node below it, `fanout` keys per node, the 
 node padded with the key type's maximum. A lookup descends from the root with a
 branch-free binary search in each node and returns the original position of the first
 key >= the query (the first in sorted order among equal keys: equal keys are ordered by
-original position). Written by hand: no maintained Python B+-tree compiles with numba.
+original position). `lookup(queries, group=G)` is the batched version: G lookups descend
+in lockstep with prefetches, as the wavelet index's batched lookups do. Written by hand: no maintained Python B+-tree compiles with numba.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+
+from pipeline.workloads.wavelet.tree import prefetch
 
 
 @numba.njit(cache=True, _nrt=False)
@@ -51,6 +54,47 @@ def _btree_lookup(queries, out, inner, level_off, n_levels, fanout, leaf_size,
         start = node * leaf_size
         size = min(leaf_size, n - start)
         out[k] = positions[start + node_lower_bound(sorted_keys, start, size, q)]
+
+
+@numba.njit(cache=True, _nrt=False)
+def _prefetch_node(keys, start, size):
+    """Prefetch every cache line of keys[start:start+size] (a node the search will read)."""
+    for offset in range(0, size, 8):  # 8 uint64 keys per 64-byte line
+        prefetch(keys, start + offset)
+    prefetch(keys, start + size - 1)
+
+
+@numba.njit(cache=True, _nrt=False)
+def _btree_lookup_group(queries, out, scratch, inner, level_off, n_levels, fanout, leaf_size,
+                        sorted_keys, positions, max_key):
+    """The batched lookup, the same treatment as the wavelet index's batched kernel: G =
+    scratch.shape[0] lookups descend in lockstep, one level at a time; each prefetches the
+    whole child node (or leaf, then the position) it will search next."""
+    n = sorted_keys.shape[0]
+    group = scratch.shape[0]
+    count = queries.shape[0]
+    for start in range(0, count, group):
+        size = min(group, count - start)
+        for g in range(size):
+            scratch[g] = 0
+        for level in range(n_levels - 1, -1, -1):  # root level is stored last
+            for g in range(size):
+                q = min(queries[start + g], max_key)  # larger: answered -1 below
+                node_start = level_off[level] + scratch[g] * fanout
+                child = scratch[g] * fanout + node_lower_bound(inner, node_start, fanout, q)
+                scratch[g] = child
+                if level > 0:
+                    _prefetch_node(inner, level_off[level - 1] + child * fanout, fanout)
+                else:
+                    _prefetch_node(sorted_keys, child * leaf_size, min(leaf_size, n - child * leaf_size))
+        for g in range(size):
+            q = min(queries[start + g], max_key)
+            leaf_start = scratch[g] * leaf_size
+            at = leaf_start + node_lower_bound(sorted_keys, leaf_start, min(leaf_size, n - leaf_start), q)
+            scratch[g] = at
+            prefetch(positions, at)
+        for g in range(size):
+            out[start + g] = -1 if queries[start + g] > max_key else np.int64(positions[scratch[g]])
 
 
 @dataclass(frozen=True)
@@ -95,12 +139,19 @@ class StaticBPlusTree:
     def n_levels(self) -> int:
         return self.level_off.size - 1
 
-    def lookup(self, queries: np.ndarray) -> np.ndarray:
-        """Original position of the lower bound of each query (-1 if every key is smaller)."""
+    def lookup(self, queries: np.ndarray, group: int = 1) -> np.ndarray:
+        """Original position of the lower bound of each query (-1 if every key is smaller);
+        group > 1: batched, `group` lookups in lockstep (`_btree_lookup_group`)."""
+        if group < 1:
+            raise ValueError(f"group must be >= 1, got {group}")
         queries = np.ascontiguousarray(queries, dtype=self.sorted_keys.dtype)
         out = np.empty(queries.size, dtype=np.int64)
-        _btree_lookup(queries, out, self.inner, self.level_off, self.n_levels, self.fanout,
-                      self.leaf_size, self.sorted_keys, self.positions, self.sorted_keys[-1])
+        args = (self.inner, self.level_off, self.n_levels, self.fanout, self.leaf_size, self.sorted_keys,
+                self.positions, self.sorted_keys[-1])
+        if group == 1:
+            _btree_lookup(queries, out, *args)
+        else:
+            _btree_lookup_group(queries, out, np.empty(group, dtype=np.int64), *args)
         return out
 
     def size_bits(self) -> int:

@@ -12,8 +12,10 @@ position and a lookup returns the smallest original position among the keys equa
 lower bound. Bad input (empty table, keys of a type the index cannot hold: not integer
 or float, NaN/inf, more than 2^32 - 1 rows) raises a one-line ValueError.
 
-Every lookup path is one compiled loop over the whole query batch (`_lookup_kernel`),
-which also counts mapping accesses; `mapping` selects how key i is read:
+Every lookup path is one compiled loop over the whole query batch, which also counts
+mapping accesses: per query (`_lookup_kernel`: each lookup, and each probe in it, waits
+for the one before) or batched (`_lookup_group_kernel`: G lookups advanced level by level
+in lockstep with prefetches, so their misses overlap); `mapping` selects how key i is read:
   - "wavelet": data[tree.access(i)]              (seed 002's mapping scheme)
   - "permutation": data[perm[i]], perm uint32    (the space-hungry upper bound)
   - "sorted_copy": sorted_keys[i], positions[i]  (what users do today; 2 arrays)
@@ -31,7 +33,7 @@ import numba
 import numpy as np
 
 from pipeline.workloads.learned_index import models as li_models
-from pipeline.workloads.wavelet.tree import MAX_N, WaveletMapping, access_one
+from pipeline.workloads.wavelet.tree import MAX_N, META_LEVELS, WaveletMapping, prefetch, step_for
 
 MAPPINGS = ("wavelet", "permutation", "sorted_copy")
 _KIND = {name: code for code, name in enumerate(MAPPINGS)}
@@ -67,53 +69,62 @@ def validate_keys(keys) -> np.ndarray:
 # ----------------------------------------------------------------------------- the kernel
 
 # _NO_CACHE_WHY: numba's disk cache is invalidated only by changes to the function's own
-# file; these kernels inline tree.access_one, so a cached copy would outlive an edit of
+# file; these kernels inline tree._step, so a cached copy would outlive an edit of
 # tree.py (its buffer layout) and read out of bounds. They compile once per process.
 
 
-@numba.njit(_nrt=False)  # no disk cache: see _NO_CACHE_WHY
-def _probe(kind, i, data, aux, buf, meta):
-    """(key of sorted rank i, token): token = original position (wavelet, permutation) or i.
-    aux is the uint32 permutation (kind 1) or the sorted copy's positions (kind 2)."""
-    if kind == 0:
-        o = access_one(i, buf, meta)
-        return data[o], o
-    if kind == 1:
-        o = np.int64(aux[i])
-        return data[o], o
-    return data[i], i
+_KERNELS: dict = {}
 
 
-@numba.njit(_nrt=False)  # no disk cache: see _NO_CACHE_WHY
-def _lower_bound(q, a, b, token_b, kind, data, aux, buf, meta):
-    """First rank in [a, b) whose key >= q, else b; with its token (token_b if b) and probes."""
-    token = token_b
-    probes = 0
-    while a < b:
-        mid = (a + b) >> 1
-        key, t = _probe(kind, mid, data, aux, buf, meta)
-        probes += 1
-        if key < q:
-            a = mid + 1
-        else:
-            b = mid
-            token = t
-    return a, token, probes
+def kernels_for(rank_kind: int, bits: int) -> tuple:
+    """(per-query, batched, k-ary) lookup kernels for a tree of one rank kind and arity:
+    `step` and `prefetch_next` (`tree.step_for`) are closure variables, so numba inlines
+    them with the kind and arity as constants. Not cached on disk: see _NO_CACHE_WHY."""
+    key = (rank_kind, bits)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    step, prefetch_next = step_for(rank_kind, bits)
+
+    @numba.njit(_nrt=False)
+    def _probe(kind, i, data, aux, buf, meta):
+        """(key of sorted rank i, token): token = original position (wavelet, permutation) or i.
+        aux is the uint32 permutation (kind 1) or the sorted copy's positions (kind 2)."""
+        if kind == 0:
+            o = i
+            for level in range(meta[META_LEVELS]):
+                o = step(o, level, buf, meta)
+            return data[o], o
+        if kind == 1:
+            o = np.int64(aux[i])
+            return data[o], o
+        return data[i], i
 
 
-@numba.njit(_nrt=False)  # no disk cache: see _NO_CACHE_WHY
-def _lookup_kernel(queries, lo_arr, hi_arr, out, kind, n, data, aux, buf, meta):
-    """All last-mile searches in one loop; returns the total number of probes (mapping
-    accesses). The windows come from the model's own compiled batch loop
-    (`Model.search_bounds`): taking the model's window function here instead would
-    recompile this kernel for every model kind and defeat numba's disk cache."""
-    total = 0
-    for k in range(queries.shape[0]):
-        q = queries[k]
-        lo = min(max(lo_arr[k], 0), n)
-        hi = min(max(hi_arr[k], lo), n)
-        r, token, probes = _lower_bound(q, lo, hi, -1, kind, data, aux, buf, meta)
-        total += probes
+    @numba.njit(_nrt=False)
+    def _lower_bound(q, a, b, token_b, kind, data, aux, buf, meta):
+        """First rank in [a, b) whose key >= q, else b; with its token (token_b if b) and probes."""
+        token = token_b
+        probes = 0
+        while a < b:
+            mid = (a + b) >> 1
+            key, t = _probe(kind, mid, data, aux, buf, meta)
+            probes += 1
+            if key < q:
+                a = mid + 1
+            else:
+                b = mid
+                token = t
+        return a, token, probes
+
+
+    @numba.njit(_nrt=False)
+    def _finish(q, lo_k, hi_k, r, token, kind, n, data, aux, buf, meta):
+        """After the search of the window [lo, hi): (answer, extra probes). The window is the
+        model's first guess only; if the answer lands on a window end, check the neighbour and
+        fall back to a binary search of the rest, so every lookup is exact."""
+        lo = min(max(lo_k, 0), n)
+        hi = min(max(hi_k, lo), n)
+        total = 0
         if r == lo and lo > 0:  # the window may start too late: check the key before it
             key, t = _probe(kind, lo - 1, data, aux, buf, meta)
             total += 1
@@ -129,12 +140,159 @@ def _lookup_kernel(queries, lo_arr, hi_arr, out, kind, n, data, aux, buf, meta):
                 r, token, probes = _lower_bound(q, hi + 1, n, -1, kind, data, aux, buf, meta)
                 total += probes
         if r >= n:
-            out[k] = -1
-        elif kind == 2:
-            out[k] = aux[token]
-        else:
-            out[k] = token
-    return total
+            return -1, total
+        if kind == 2:
+            return np.int64(aux[token]), total
+        return token, total
+
+
+    @numba.njit(_nrt=False)
+    def _lookup_kernel(queries, lo_arr, hi_arr, out, kind, n, data, aux, buf, meta):
+        """All last-mile searches in one loop, one lookup after the other (per query: every
+        probe waits for the one before); returns the total number of probes (mapping
+        accesses). The windows come from the model's own compiled batch loop
+        (`Model.search_bounds`): taking the model's window function here instead would
+        recompile this kernel for every model kind and defeat numba's disk cache."""
+        total = 0
+        for k in range(queries.shape[0]):
+            q = queries[k]
+            lo = min(max(lo_arr[k], 0), n)
+            hi = min(max(hi_arr[k], lo), n)
+            r, token, probes = _lower_bound(q, lo, hi, -1, kind, data, aux, buf, meta)
+            out[k], extra = _finish(q, lo_arr[k], hi_arr[k], r, token, kind, n, data, aux, buf, meta)
+            total += probes + extra
+        return total
+
+
+    @numba.njit(_nrt=False)
+    def _lookup_group_kernel(queries, lo_arr, hi_arr, out, scratch, kind, n, data, aux, buf, meta):
+        """The same searches, batched: groups of G = scratch.shape[1] lookups advance in
+        lockstep, one binary-search step at a time, and inside a step one mapping level at a
+        time; each lookup prefetches what its next level (or the table) will read, so the G
+        cache misses of a level overlap instead of forming G dependent chains. Same answers
+        and probe count as `_lookup_kernel`; the window-end checks run per lookup after."""
+        a_s, b_s, token_s, mid_s, p_s = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4]
+        group = scratch.shape[1]
+        levels = meta[META_LEVELS]
+        total = 0
+        count = queries.shape[0]
+        for start in range(0, count, group):
+            size = min(group, count - start)
+            for g in range(size):
+                lo = min(max(lo_arr[start + g], 0), n)
+                a_s[g] = lo
+                b_s[g] = min(max(hi_arr[start + g], lo), n)
+                token_s[g] = -1
+            while True:
+                active = 0
+                for g in range(size):
+                    if a_s[g] < b_s[g]:
+                        mid = (a_s[g] + b_s[g]) >> 1
+                        mid_s[g] = mid
+                        active += 1
+                        if kind == 0:
+                            prefetch_next(mid, 0, buf, meta)
+                        elif kind == 1:
+                            prefetch(aux, mid)
+                        else:
+                            prefetch(data, mid)
+                    else:
+                        mid_s[g] = -1
+                if active == 0:
+                    break
+                total += active
+                if kind == 0:  # the wavelet tree: every level of every active lookup, in lockstep
+                    for g in range(size):
+                        p_s[g] = mid_s[g]
+                    for level in range(levels):
+                        for g in range(size):
+                            if mid_s[g] >= 0:
+                                p = step(p_s[g], level, buf, meta)
+                                p_s[g] = p
+                                if level + 1 < levels:
+                                    prefetch_next(p, level + 1, buf, meta)
+                                else:
+                                    prefetch(data, p)
+                elif kind == 1:
+                    for g in range(size):
+                        if mid_s[g] >= 0:
+                            p = np.int64(aux[mid_s[g]])
+                            p_s[g] = p
+                            prefetch(data, p)
+                else:
+                    for g in range(size):
+                        p_s[g] = mid_s[g]
+                for g in range(size):
+                    if mid_s[g] >= 0:
+                        if data[p_s[g]] < queries[start + g]:
+                            a_s[g] = mid_s[g] + 1
+                        else:
+                            b_s[g] = mid_s[g]
+                            token_s[g] = p_s[g]
+            for g in range(size):
+                k = start + g
+                out[k], extra = _finish(queries[k], lo_arr[k], hi_arr[k], a_s[g], token_s[g], kind, n, data, aux, buf, meta)
+                total += extra
+        return total
+
+
+    @numba.njit(_nrt=False)
+    def _lookup_kary_kernel(queries, lo_arr, hi_arr, out, scratch, kind, n, data, aux, buf, meta):
+        """Per query, a k-ary search of the window: each round reads the keys of up to
+        C = scratch.shape[1] evenly spaced candidates at once (their mapping accesses advance
+        level by level in lockstep, so their misses overlap) and keeps the gap where q falls.
+        A 33-wide window takes 2 rounds at C = 5 instead of 5-6 dependent binary-search
+        probes, for more accesses in all: it trades work for latency."""
+        candidates, positions = scratch[0], scratch[1]
+        most = scratch.shape[1]
+        levels = meta[META_LEVELS]
+        total = 0
+        for k in range(queries.shape[0]):
+            q = queries[k]
+            a = min(max(lo_arr[k], 0), n)
+            b = min(max(hi_arr[k], a), n)
+            token = -1
+            while a < b:
+                length = b - a
+                count = min(most, length)
+                for j in range(count):
+                    mid = a + ((j + 1) * length) // (count + 1)
+                    candidates[j] = mid
+                    positions[j] = mid
+                    if kind == 0:
+                        prefetch_next(mid, 0, buf, meta)
+                    elif kind == 1:
+                        prefetch(aux, mid)
+                total += count
+                if kind == 0:
+                    for level in range(levels):
+                        for j in range(count):
+                            p = step(positions[j], level, buf, meta)
+                            positions[j] = p
+                            if level + 1 < levels:
+                                prefetch_next(p, level + 1, buf, meta)
+                            else:
+                                prefetch(data, p)
+                elif kind == 1:
+                    for j in range(count):
+                        positions[j] = np.int64(aux[candidates[j]])
+                        prefetch(data, positions[j])
+                first_above = count  # the first candidate whose key is >= q
+                for j in range(count):
+                    if data[positions[j]] >= q:
+                        first_above = j
+                        break
+                if first_above < count:
+                    b = candidates[first_above]
+                    token = positions[first_above]
+                if first_above > 0:
+                    a = candidates[first_above - 1] + 1
+            out[k], extra = _finish(q, lo_arr[k], hi_arr[k], a, token, kind, n, data, aux, buf, meta)
+            total += extra
+        return total
+
+    _KERNELS[key] = (_lookup_kernel, _lookup_group_kernel, _lookup_kary_kernel)
+    return _KERNELS[key]
 
 
 # ----------------------------------------------------------------------------- the index
@@ -159,7 +317,7 @@ class UnsortedIndex:
 
     @staticmethod
     def build(keys, mapping: str = "wavelet", model=None, order: np.ndarray | None = None,
-              arity: int = 16, rank: str = "sampled", sample_rate: int = 512) -> UnsortedIndex:
+              arity: int = 16, rank: str = "sampled", sample_rate: int = 512, block_lines: int = 2) -> UnsortedIndex:
         """`order`: the stable argsort of keys if already known; `model`: fitted on
         keys[order] (None: the whole table is the window, i.e. plain binary search)."""
         if mapping not in MAPPINGS:
@@ -174,7 +332,8 @@ class UnsortedIndex:
             model = li_models.fit_none(keys)
         index = UnsortedIndex(keys, mapping, model)
         if mapping == "wavelet":
-            index.tree = WaveletMapping.build(order, arity=arity, rank=rank, sample_rate=sample_rate)
+            index.tree = WaveletMapping.build(order, arity=arity, rank=rank, sample_rate=sample_rate,
+                                              block_lines=block_lines)
         elif mapping == "permutation":
             index.perm = order.astype(np.uint32)
         else:
@@ -204,20 +363,36 @@ class UnsortedIndex:
         aux = aux if aux is not None else np.zeros(1, np.uint32)
         return (_KIND[self.mapping], self.n, self.keys, aux) + tree.kernel_args
 
-    def search(self, queries: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, int]:
-        """(original positions, total probes) of uint64 queries with their model windows."""
+    def search(self, queries: np.ndarray, lo: np.ndarray, hi: np.ndarray, group: int = 1,
+               candidates: int = 1) -> tuple[np.ndarray, int]:
+        """(original positions, total probes) of uint64 queries with their model windows;
+        group > 1: batched, `group` lookups in lockstep (`_lookup_group_kernel`);
+        candidates > 1 (per query only): k-ary search reading that many keys per round."""
+        if group < 1 or candidates < 1:
+            raise ValueError(f"group and candidates must be >= 1, got {group}, {candidates}")
+        if group > 1 and candidates > 1:
+            raise ValueError("candidates > 1 is a per-query search; use it with group=1")
         out = np.empty(queries.size, dtype=np.int64)
-        probes = _lookup_kernel(queries, lo, hi, out, *self._kernel_args())
+        tree = self.tree if self.tree is not None else _DUMMY_TREE
+        _lookup_kernel, _lookup_group_kernel, _lookup_kary_kernel = kernels_for(tree.rank_code, tree.bits)
+        if candidates > 1:
+            scratch = np.empty((2, candidates), dtype=np.int64)
+            probes = _lookup_kary_kernel(queries, lo, hi, out, scratch, *self._kernel_args())
+        elif group == 1:
+            probes = _lookup_kernel(queries, lo, hi, out, *self._kernel_args())
+        else:
+            scratch = np.empty((5, group), dtype=np.int64)
+            probes = _lookup_group_kernel(queries, lo, hi, out, scratch, *self._kernel_args())
         return out, int(probes)
 
-    def lookup_counted(self, queries: np.ndarray) -> tuple[np.ndarray, int]:
+    def lookup_counted(self, queries: np.ndarray, group: int = 1, candidates: int = 1) -> tuple[np.ndarray, int]:
         """(original positions, total probes): the model's window loop, then the search loop."""
         lo, hi = self.model.search_bounds(queries)
-        return self.search(queries, lo, hi)
+        return self.search(queries, lo, hi, group, candidates)
 
-    def lookup(self, queries) -> np.ndarray:
+    def lookup(self, queries, group: int = 1, candidates: int = 1) -> np.ndarray:
         """Original position of each query's lower bound (-1: every key is smaller)."""
-        return self.lookup_counted(as_key_array(queries, "queries"))[0]
+        return self.lookup_counted(as_key_array(queries, "queries"), group, candidates)[0]
 
 
 _DUMMY_TREE = WaveletMapping.build(np.zeros(1, np.int64), arity=2)  # fills the kernel's tree slots

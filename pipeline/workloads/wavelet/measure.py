@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.workloads.wavelet.btree import StaticBPlusTree
 from pipeline.workloads.wavelet.index import KEY, UnsortedIndex
-from pipeline.workloads.wavelet.tree import WaveletMapping, _access_checksum
+from pipeline.workloads.wavelet.tree import WaveletMapping, access_kernels_for
 
 
 def uniform_table(n: int, seed: int) -> np.ndarray:
@@ -51,11 +51,18 @@ def _median_ns(call, count: int, repeats: int) -> tuple[float, object]:
     return float(np.median(samples)), result
 
 
-def time_access(tree: WaveletMapping, positions: np.ndarray, repeats: int = 3) -> float:
-    """ns per `access` at random sorted positions, all in one compiled loop."""
+def time_access(tree: WaveletMapping, positions: np.ndarray, repeats: int = 3, group: int = 1) -> float:
+    """ns per `access` at random sorted positions, all in one compiled loop: one after the
+    other (group 1) or batched, `group` accesses level by level in lockstep."""
     positions = np.ascontiguousarray(positions, dtype=np.int64)
-    _access_checksum(positions[:16], 1, *tree.kernel_args)
-    return _median_ns(lambda: _access_checksum(positions, 1, *tree.kernel_args), positions.size, repeats)[0]
+    per_access, batched = access_kernels_for(tree.rank_code, tree.bits)
+    if group == 1:
+        call = lambda: per_access(positions, *tree.kernel_args)  # noqa: E731
+    else:
+        current = np.empty(group, dtype=np.int64)
+        call = lambda: batched(positions, current, *tree.kernel_args)  # noqa: E731
+    call()  # compiles
+    return _median_ns(call, positions.size, repeats)[0]
 
 
 @numba.njit(cache=True, _nrt=False)
@@ -79,14 +86,16 @@ class LookupTiming:
     probes_per_lookup: float  # keys read in the last mile (= mapping accesses for a mapping)
 
 
-def time_index(index: UnsortedIndex, queries: np.ndarray, expected: np.ndarray, repeats: int = 3) -> LookupTiming:
+def time_index(index: UnsortedIndex, queries: np.ndarray, expected: np.ndarray, repeats: int = 3,
+               group: int = 1, candidates: int = 1) -> LookupTiming:
     """Whole lookups through `index` (the model's compiled window loop, then the compiled
-    search loop), checked against `expected`."""
-    index.lookup_counted(queries[:16])
+    search loop: per query, batched in groups of `group`, or per query with `candidates`
+    keys read per round), checked against `expected`."""
+    index.lookup_counted(queries[:16], group, candidates)
 
     def run():
         lo, hi = index.model.search_bounds(queries)
-        return index.search(queries, lo, hi)
+        return index.search(queries, lo, hi, group, candidates)
 
     ns, (found, probes) = _median_ns(run, queries.size, repeats)
     if not np.array_equal(found, expected):
@@ -94,10 +103,11 @@ def time_index(index: UnsortedIndex, queries: np.ndarray, expected: np.ndarray, 
     return LookupTiming(ns, probes / queries.size)
 
 
-def time_btree(btree: StaticBPlusTree, queries: np.ndarray, expected: np.ndarray, repeats: int = 3) -> float:
-    """ns per B+-tree lookup, checked against `expected`."""
-    btree.lookup(queries[:16])
-    ns, found = _median_ns(lambda: btree.lookup(queries), queries.size, repeats)
+def time_btree(btree: StaticBPlusTree, queries: np.ndarray, expected: np.ndarray, repeats: int = 3,
+               group: int = 1) -> float:
+    """ns per B+-tree lookup (per query, or batched in groups of `group`), checked against `expected`."""
+    btree.lookup(queries[:16], group)
+    ns, found = _median_ns(lambda: btree.lookup(queries, group), queries.size, repeats)
     if not np.array_equal(found, expected):
         raise RuntimeError(f"wrong B+-tree lookups (fanout {btree.fanout}); no time is reported")
     return ns

@@ -24,7 +24,16 @@ data types, rank optimisation, word alignment):
   65536 positions and uint16 counts since the superblock before each block of
   `sample_rate` positions; the rest is a popcount over the packed digits of the block
   (the slides' "Can we store less for it?"; the exact sampled layout is not in the
-  extracted text, this is the classic two-tier one).
+  extracted text, this is the classic two-tier one);
+- rank = "blocked": the cache-line layout. Every level is cut into aligned blocks of
+  `block_lines` 64-byte lines; a block starts with the counts of all m symbols before it
+  and packs as many digits as fit behind them (positions per block need not be a power of
+  two), so one rank is one block read plus a popcount of its words, with no separate
+  superblock array (as in cache-efficient rank designs that interleave counts and bits).
+  Counts are stored modulo 2^w with w in {8, 16, 32} the smallest width >= log2(child
+  node size): the rank inside a node is < the child size (a power of two that divides
+  2^w) and equals the global count modulo it, since every earlier node holds exactly
+  child-size copies of each symbol. Deep levels therefore need only 8-bit counts.
 Within-node rank from a global one: every node before the current one on level l is
 full and holds m^(L-l-1) copies of each digit, so rank_in_node = rank_global - start / m.
 
@@ -39,18 +48,22 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 ARITIES = (2, 4, 16, 256)
-RANK_KINDS = ("full", "sampled", "interleaved")
+RANK_KINDS = ("full", "sampled", "interleaved", "blocked")
+LINE_WORDS = 8  # uint64 words per 64-byte cache line
 SUPERBLOCK = 1 << 16  # positions per superblock: block counts relative to it fit in uint16
 MAX_N = (1 << 32) - 1  # positions are stored as (at most) 32-bit numbers
 
 RANK_FULL = 0
 RANK_SAMPLED = 1
 RANK_INTERLEAVED = 2  # sampled, with each block's counts in a header before its digits
-_RANK_CODE = {"full": RANK_FULL, "sampled": RANK_SAMPLED, "interleaved": RANK_INTERLEAVED}
+RANK_BLOCKED = 3  # cache-line blocks: modular counts of every symbol, then digits
+_RANK_CODE = {"full": RANK_FULL, "sampled": RANK_SAMPLED, "interleaved": RANK_INTERLEAVED, "blocked": RANK_BLOCKED}
 
 
 @intrinsic
@@ -60,6 +73,27 @@ def popcount64(typingctx, x):
 
     def codegen(context, builder, signature, args):
         return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+@intrinsic
+def prefetch(typingctx, array, index):
+    """Hint the line holding array[index] into cache (llvm.prefetch, read, keep): lets a
+    group of lookups issue their next misses together (`index.py`, batched kernels)."""
+    sig = types.void(array, types.int64)
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array_struct = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, array_struct, [args[1]], wraparound=False)
+        byte_pointer = builder.bitcast(pointer, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32]),
+            "llvm.prefetch.p0i8")
+        builder.call(function, [byte_pointer, i32(0), i32(3), i32(1)])  # read, high locality, data
+        return context.get_dummy_value()
 
     return sig, codegen
 
@@ -136,10 +170,50 @@ def _build_levels(perm, levels, bits, rank_kind, sample_log2, digit_words, digit
         seq, nxt = nxt, seq
 
 
+@numba.njit(cache=True)
+def _build_blocked(perm, levels, bits, words, level_off, block_words, header_words, per_block, count_width):
+    """The same stable m-way partitions as `_build_levels`, written into the cache-line
+    blocks of rank="blocked": block header = every symbol's count before the block
+    (modulo 2^count_width), then the block's digits."""
+    n = perm.shape[0]
+    m = 1 << bits
+    sym_per_word = 64 // bits
+    seq = perm.astype(np.int64)
+    nxt = np.empty(n, dtype=np.int64)
+    running = np.zeros(m, dtype=np.int64)
+    for level in range(levels):
+        shift = bits * (levels - 1 - level)
+        per = per_block[level]
+        header = header_words[level]
+        width = count_width[level]
+        running[:] = 0
+        for p in range(n):
+            c = (seq[p] >> shift) & (m - 1)
+            blk = p // per
+            offset = p - blk * per
+            first = level_off[level] + blk * block_words
+            if offset == 0 and header > 0:
+                for s in range(m):
+                    count = np.uint64(running[s] & ((np.int64(1) << width) - 1))
+                    words[first + ((s * width) >> 6)] |= count << np.uint64((s * width) & 63)
+            words[first + header + offset // sym_per_word] |= np.uint64(c) << np.uint64((offset % sym_per_word) * bits)
+            running[c] += 1
+        if level == levels - 1:
+            break
+        n_children = ((n - 1) >> shift) + 1
+        counter = np.zeros(n_children, dtype=np.int64)
+        for p in range(n):
+            v = seq[p]
+            child = v >> shift
+            nxt[(child << shift) + counter[child]] = v
+            counter[child] += 1
+        seq, nxt = nxt, seq
+
+
 # ----------------------------------------------------------------------------- access
 
 
-@numba.njit(cache=True, _nrt=False)
+@numba.njit(cache=True, _nrt=False, inline="always")
 def _symbols_per_word_log2(bits):
     """log2(64 / bits) for bits in {1, 2, 4, 8}."""
     if bits == 1:
@@ -151,7 +225,7 @@ def _symbols_per_word_log2(bits):
     return 3
 
 
-@numba.njit(cache=True, _nrt=False)
+@numba.njit(cache=True, _nrt=False, inline="always")
 def _digit(digit_words, word_base, p, bits):
     """The digit at p of a level whose digits start at word `word_base` (block-relative
     for the interleaved layout: the caller passes the block's first digit word)."""
@@ -160,7 +234,7 @@ def _digit(digit_words, word_base, p, bits):
     return np.int64((w >> np.uint64((p & ((1 << shift_words) - 1)) * bits)) & np.uint64((1 << bits) - 1))
 
 
-@numba.njit(cache=True, _nrt=False)
+@numba.njit(cache=True, _nrt=False, inline="always")
 def _zero_fields(y, bits):
     """Low bit of each b-bit field of y set iff the field is non-zero."""
     if bits == 1:
@@ -175,7 +249,7 @@ def _zero_fields(y, bits):
     return t & np.uint64(0x0101010101010101)
 
 
-@numba.njit(cache=True, _nrt=False)
+@numba.njit(cache=True, _nrt=False, inline="always")
 def _count_in_words(digit_words, first_word, count, c, bits):
     """Occurrences of symbol c among the `count` packed symbols from `first_word` on."""
     sym_per_word = 64 // bits
@@ -206,52 +280,155 @@ def _count_in_words(digit_words, first_word, count, c, bits):
 META_LEVELS, META_BITS, META_RANK_KIND, META_SAMPLE_LOG2 = 0, 1, 2, 3
 META_N_BLOCKS, META_N_SUPER, META_BLOCK_BASE, META_SUPER_BASE = 4, 5, 6, 7
 META_DIGIT_OFF = 8  # then digit_off[levels + 1], rank_off[levels + 1], rank_width[levels],
-# stride[levels], header[levels]: the digit of p on level l sits in word
+# stride[levels], header[levels], per_block[levels]: for full / sampled / interleaved the
+# digit of p on level l sits in word
 #   digit_off[l] + (p >> sample_log2) * stride[l] + header[l] + (p mod s) / (64 / b)
-# (header = 0 and stride = s b / 64 unless interleaved, which reduces to p / (64 / b)).
+# (header = 0 and stride = s b / 64 unless interleaved, which reduces to p / (64 / b));
+# for blocked, with per_block[l] positions per block of stride[l] words,
+#   digit_off[l] + (p / per_block) * stride[l] + header[l] + (p mod per_block) / (64 / b)
+# and rank_width[l] is the count width w; then reciprocal[levels] = ceil(2^32 / per_block[l]).
+
+
+@numba.njit(cache=True, _nrt=False, error_model="numpy", inline="always")
+def _step(p, level, buf, meta, kind, bits):
+    """One level of `access` (seed 002, "The Access Function"): the position on level + 1
+    of the entry at position p of `level`; on the last level, the original index itself.
+    `kind` and `bits` are meta's; `step_for` compiles them in as constants."""
+    levels = meta[META_LEVELS]
+    rank_off_at = META_DIGIT_OFF + levels + 1
+    width_at = rank_off_at + levels + 1
+    stride_at = width_at + levels
+    header_at = stride_at + levels
+    per_block_at = header_at + levels
+    node_shift = bits * (levels - level)  # log2 of this level's node size
+    node_start = (p >> node_shift) << node_shift
+    child_shift = node_shift - bits
+    if kind == 3:  # blocked: one block holds the counts and the digits
+        per = meta[per_block_at + level]
+        blk = _block_of(p, per, meta[per_block_at + levels + level])
+        offset = p - blk * per
+        first = meta[META_DIGIT_OFF + level] + blk * meta[stride_at + level]
+        digits_at = first + meta[header_at + level]
+        c = _digit(buf, digits_at, offset, bits)
+        if level == levels - 1:
+            return node_start + c
+        width = meta[width_at + level]
+        word = buf[first + ((c * width) >> 6)]
+        count = np.int64((word >> np.uint64((c * width) & 63)) & np.uint64((np.int64(1) << width) - 1))
+        r = (count + _count_in_words(buf, digits_at, offset, c, bits)) & ((np.int64(1) << child_shift) - 1)
+        return node_start + (c << child_shift) + r
+    sample_log2 = meta[META_SAMPLE_LOG2]
+    in_block = (np.int64(1) << sample_log2) - 1
+    m = np.int64(1) << bits
+    blk = p >> sample_log2
+    block_word = meta[META_DIGIT_OFF + level] + blk * meta[stride_at + level]  # header, then digits
+    digits_at = block_word + meta[header_at + level]
+    c = _digit(buf, digits_at, p & in_block, bits)
+    if level == levels - 1:
+        return node_start + c  # last level: distinct digits per node, no rank
+    if kind == 0:
+        width = meta[width_at + level]
+        per_word = 64 // width
+        w = buf[meta[rank_off_at + level] + p // per_word]
+        r = np.int64((w >> np.uint64((p % per_word) * width)) & np.uint64((1 << width) - 1))
+    else:
+        sup = (level * meta[META_N_SUPER] + (p >> 16)) * m + c  # uint32 entries
+        sw = buf[meta[META_SUPER_BASE] + (sup >> 1)]
+        if kind == 1:
+            blo = (level * meta[META_N_BLOCKS] + blk) * m + c  # uint16 entries
+            bw = buf[meta[META_BLOCK_BASE] + (blo >> 2)]
+        else:
+            blo = c
+            bw = buf[block_word + (c >> 2)]
+        r = (np.int64((sw >> np.uint64((sup & 1) * 32)) & np.uint64(0xFFFFFFFF))
+             + np.int64((bw >> np.uint64((blo & 3) * 16)) & np.uint64(0xFFFF)))
+        r += _count_in_words(buf, digits_at, p & in_block, c, bits)
+        r -= node_start >> bits  # earlier full nodes hold start/m copies of c
+    return node_start + (c << child_shift) + r
+
+
+@numba.njit(cache=True, _nrt=False, error_model="numpy", inline="always")
+def _prefetch_step(p, level, buf, meta, kind, bits):
+    """Prefetch what `_step(p, level)` will read: every line from the block's counts (or
+    the sampled block's first digit) to the word holding p's digit (the popcount scans them
+    all), and the full rank matrix's word."""
+    levels = meta[META_LEVELS]
+    rank_off_at = META_DIGIT_OFF + levels + 1
+    width_at = rank_off_at + levels + 1
+    stride_at = width_at + levels
+    header_at = stride_at + levels
+    per_block_at = header_at + levels
+    per_word_log2 = _symbols_per_word_log2(bits)
+    if kind == 3:
+        per = meta[per_block_at + level]
+        blk = _block_of(p, per, meta[per_block_at + levels + level])
+        first = meta[META_DIGIT_OFF + level] + blk * meta[stride_at + level]
+        last = first + meta[header_at + level] + ((p - blk * per) >> per_word_log2)
+    else:
+        sample_log2 = meta[META_SAMPLE_LOG2]
+        first = meta[META_DIGIT_OFF + level] + (p >> sample_log2) * meta[stride_at + level]
+        last = first + meta[header_at + level] + ((p & ((np.int64(1) << sample_log2) - 1)) >> per_word_log2)
+        if kind == 0:  # no scan: the digit and the rank matrix's entry
+            first = last
+            if level < levels - 1:
+                prefetch(buf, meta[rank_off_at + level] + p // (64 // meta[width_at + level]))
+    line = first & ~np.int64(7)  # 8 words per line; buf starts on a line boundary
+    while line <= last:
+        prefetch(buf, line)
+        line += 8
+
+
+@numba.njit(cache=True, _nrt=False, inline="always")
+def _block_of(p, per, reciprocal):
+    """p // per without a division: reciprocal = ceil(2^32 / per) overshoots the quotient
+    by less than one for p < 2^32, so one correction makes it exact (a 64-bit divide costs
+    up to ~45 cycles on every level of every access)."""
+    blk = (p * reciprocal) >> 32
+    if blk * per > p:
+        blk -= 1
+    return blk
+
+
+@numba.njit(cache=True, _nrt=False)
+def level_step(p, level, buf, meta):
+    """One level of `access` for any tree (kind and arity read from meta)."""
+    return _step(p, level, buf, meta, meta[META_RANK_KIND], meta[META_BITS])
+
+
+@numba.njit(cache=True, _nrt=False)
+def prefetch_level(p, level, buf, meta):
+    """`_prefetch_step` for any tree."""
+    _prefetch_step(p, level, buf, meta, meta[META_RANK_KIND], meta[META_BITS])
+
+
+_SPECIALISED: dict = {}
+
+
+def step_for(rank_kind: int, bits: int) -> tuple:
+    """(step, prefetch) compiled for one rank kind and digit width, with both as constants:
+    the branches on the kind and the field masks of the popcount fold away. Kernels that
+    use them must refer to them as globals or closure variables (see
+    `access_kernels_for`, `index.kernels_for`): passed as arguments, numba calls them
+    through a function pointer with an error check, never inlined (~2x slower in cache)."""
+    key = (rank_kind, bits)
+    if key not in _SPECIALISED:
+        def step(p, level, buf, meta):
+            return _step(p, level, buf, meta, rank_kind, bits)
+
+        def prefetch_next(p, level, buf, meta):
+            _prefetch_step(p, level, buf, meta, rank_kind, bits)
+
+        jit = numba.njit(_nrt=False, error_model="numpy", inline="always")
+        _SPECIALISED[key] = (jit(step), jit(prefetch_next))
+    return _SPECIALISED[key]
 
 
 @numba.njit(cache=True, _nrt=False)
 def access_one(i, buf, meta):
     """Original index of the i-th smallest key (seed 002, "The Access Function")."""
-    levels = meta[META_LEVELS]
-    bits = meta[META_BITS]
-    rank_off_at = META_DIGIT_OFF + levels + 1
-    width_at = rank_off_at + levels + 1
-    stride_at = width_at + levels
-    header_at = stride_at + levels
-    sample_log2 = meta[META_SAMPLE_LOG2]
-    in_block = (np.int64(1) << sample_log2) - 1
-    m = np.int64(1) << bits
     p = i
-    for level in range(levels):
-        node_shift = bits * (levels - level)  # log2 of this level's node size
-        node_start = (p >> node_shift) << node_shift
-        blk = p >> sample_log2
-        block_word = meta[META_DIGIT_OFF + level] + blk * meta[stride_at + level]  # header, then digits
-        digits_at = block_word + meta[header_at + level]
-        c = _digit(buf, digits_at, p & in_block, bits)
-        if level == levels - 1:
-            return node_start + c  # last level: distinct digits per node, no rank
-        if meta[META_RANK_KIND] == 0:
-            width = meta[width_at + level]
-            per_word = 64 // width
-            w = buf[meta[rank_off_at + level] + p // per_word]
-            r = np.int64((w >> np.uint64((p % per_word) * width)) & np.uint64((1 << width) - 1))
-        else:
-            sup = (level * meta[META_N_SUPER] + (p >> 16)) * m + c  # uint32 entries
-            sw = buf[meta[META_SUPER_BASE] + (sup >> 1)]
-            if meta[META_RANK_KIND] == 1:
-                blo = (level * meta[META_N_BLOCKS] + blk) * m + c  # uint16 entries
-                bw = buf[meta[META_BLOCK_BASE] + (blo >> 2)]
-            else:
-                blo = c
-                bw = buf[block_word + (c >> 2)]
-            r = (np.int64((sw >> np.uint64((sup & 1) * 32)) & np.uint64(0xFFFFFFFF))
-                 + np.int64((bw >> np.uint64((blo & 3) * 16)) & np.uint64(0xFFFF)))
-            r += _count_in_words(buf, digits_at, p & in_block, c, bits)
-            r -= node_start >> bits  # earlier full nodes hold start/m copies of c
-        p = node_start + (c << (node_shift - bits)) + r
+    for level in range(meta[META_LEVELS]):
+        p = level_step(p, level, buf, meta)
     return p
 
 
@@ -261,14 +438,53 @@ def _access_batch(positions, out, buf, meta):
         out[k] = access_one(positions[k], buf, meta)
 
 
-@numba.njit(cache=True, _nrt=False)
-def _access_checksum(positions, repeats, buf, meta):
-    """Timing loop: every access in one compiled loop; the checksum keeps it alive."""
-    total = 0
-    for _ in range(repeats):
+_ACCESS_KERNELS: dict = {}
+
+
+def access_kernels_for(rank_kind: int, bits: int) -> tuple:
+    """(per-access, batched) timing loops for one rank kind and arity (see `step_for`)."""
+    key = (rank_kind, bits)
+    if key in _ACCESS_KERNELS:
+        return _ACCESS_KERNELS[key]
+    step, prefetch_next = step_for(rank_kind, bits)
+
+    @numba.njit(_nrt=False)
+    def access_checksum(positions, buf, meta):
+        """Per access: every access in one compiled loop, each waiting for the one before;
+        the checksum keeps the loop alive."""
+        levels = meta[META_LEVELS]
+        total = 0
         for k in range(positions.shape[0]):
-            total += access_one(positions[k], buf, meta)
-    return total
+            p = positions[k]
+            for level in range(levels):
+                p = step(p, level, buf, meta)
+            total += p
+        return total
+
+    @numba.njit(_nrt=False)
+    def access_group_checksum(positions, current, buf, meta):
+        """Batched: len(current) accesses advanced level by level in lockstep, each
+        prefetching its next level, so the misses of different accesses overlap.
+        `current` is scratch (no allocation in an `_nrt=False` function)."""
+        levels = meta[META_LEVELS]
+        group = current.shape[0]
+        total = 0
+        for start in range(0, positions.shape[0], group):
+            size = min(group, positions.shape[0] - start)
+            for g in range(size):
+                current[g] = positions[start + g]
+                prefetch_next(current[g], 0, buf, meta)
+            for level in range(levels):
+                for g in range(size):
+                    current[g] = step(current[g], level, buf, meta)
+                    if level + 1 < levels:
+                        prefetch_next(current[g], level + 1, buf, meta)
+            for g in range(size):
+                total += current[g]
+        return total
+
+    _ACCESS_KERNELS[key] = (access_checksum, access_group_checksum)
+    return _ACCESS_KERNELS[key]
 
 
 # ----------------------------------------------------------------------------- the structure
@@ -293,7 +509,9 @@ class WaveletMapping:
     buf: np.ndarray  # uint64: the four arrays above are views into it (what access reads)
     meta: np.ndarray  # int64: scalars and offsets into buf (see META_*)
     stride: np.ndarray  # int64 [levels]: words per block of sample_rate digits (+ header)
-    header: np.ndarray  # int64 [levels]: count words ahead of each block (interleaved only)
+    header: np.ndarray  # int64 [levels]: count words ahead of each block (interleaved, blocked)
+    per_block: np.ndarray  # int64 [levels]: positions per block (sample_rate unless blocked)
+    block_lines: int = 0  # rank="blocked": 64-byte lines per block
 
     @property
     def bits(self) -> int:
@@ -309,12 +527,15 @@ class WaveletMapping:
 
     @staticmethod
     def build(perm: np.ndarray, arity: int = 4, rank: str = "full",
-              sample_rate: int = 512) -> WaveletMapping:
-        """perm[i] = original index of the i-th smallest key; must be a permutation of 0..n-1."""
+              sample_rate: int = 512, block_lines: int = 2) -> WaveletMapping:
+        """perm[i] = original index of the i-th smallest key; must be a permutation of 0..n-1.
+        `sample_rate` sets the sampled / interleaved blocks, `block_lines` the blocked ones."""
         if arity not in ARITIES:
             raise ValueError(f"arity must be one of {ARITIES}, got {arity}")
         if rank not in RANK_KINDS:
             raise ValueError(f"rank must be one of {RANK_KINDS}, got {rank!r}")
+        if rank == "blocked" and (block_lines < 1 or block_lines > 1024 or block_lines & (block_lines - 1)):
+            raise ValueError(f"block_lines must be a power of two in [1, 1024], got {block_lines}")
         if sample_rate < 64 or sample_rate > SUPERBLOCK or sample_rate & (sample_rate - 1):
             raise ValueError(f"sample_rate must be a power of two in [64, {SUPERBLOCK}], got {sample_rate}")
         perm = np.asarray(perm)
@@ -330,6 +551,8 @@ class WaveletMapping:
             raise ValueError("perm is not a permutation of 0..n-1")
         bits = arity.bit_length() - 1
         levels = num_levels(n, arity)
+        if rank == "blocked":
+            return _build_blocked_mapping(perm, arity, levels, block_lines)
         sample_log2 = sample_rate.bit_length() - 1
         n_blocks = (n - 1) // sample_rate + 1
         n_super = (n - 1) // SUPERBLOCK + 1
@@ -364,19 +587,26 @@ class WaveletMapping:
         # one buffer: digits | rank words | block counts (4 per word) | super counts (2 per word)
         parts = [digit_words, rank_words, _as_words(block_counts, 4), _as_words(super_counts, 2)]
         bases = np.cumsum([0] + [part.size for part in parts])
-        buf = np.concatenate(parts)
+        buf = aligned_words(int(bases[-1]))
+        np.concatenate(parts, out=buf)
+        per_block = np.full(levels, sample_rate, dtype=np.int64)
         meta = np.concatenate([
             [levels, bits, _RANK_CODE[rank], sample_log2, n_blocks, n_super,
-             bases[2], bases[3]], digit_off, rank_off + bases[1], rank_width, stride, header]).astype(np.int64)
+             bases[2], bases[3]], digit_off, rank_off + bases[1], rank_width, stride, header, per_block,
+             _reciprocals(per_block)]).astype(np.int64)
         views = [buf[bases[k]:bases[k + 1]] for k in range(4)]
         return WaveletMapping(n, arity, rank, sample_rate, levels, views[0], digit_off, views[1], rank_off,
                               rank_width, views[2].view(np.uint16)[: block_counts.size],
-                              views[3].view(np.uint32)[: super_counts.size], buf, meta, stride, header)
+                              views[3].view(np.uint32)[: super_counts.size], buf, meta, stride, header, per_block)
 
     # --- what the compiled kernels take (see `access_one`)
     @property
     def kernel_args(self) -> tuple:
         return (self.buf, self.meta)
+
+    @property
+    def rank_code(self) -> int:
+        return _RANK_CODE[self.rank]
 
     def access(self, i: int) -> int:
         """Original index of the i-th smallest key."""
@@ -395,7 +625,12 @@ class WaveletMapping:
 
     # --- sizes (hand-countable: see tests/test_wavelet_tree.py)
     def size_bits(self) -> dict[str, int]:
-        """Bits of each part; metadata (a few scalars and per-level offsets) not counted."""
+        """Bits of each part; metadata (a few scalars and per-level offsets) not counted.
+        Blocked: every block header is rank, the rest of the blocks (padding too) digits."""
+        if self.rank == "blocked":
+            n_blocks = -(-self.n // self.per_block)
+            rank = 64 * int((n_blocks * self.header).sum())
+            return {"digits": 64 * int(self.buf.size) - rank, "rank": rank, "total": 64 * int(self.buf.size)}
         headers = 64 * self.n_blocks * int(self.header.sum())  # interleaved block counts
         digits = 64 * int(self.digit_words.size) - headers
         rank = (64 * int(self.rank_words.size) + headers + 16 * int(self.block_counts.size)
@@ -410,8 +645,8 @@ class WaveletMapping:
         bits = self.bits
         per_word = 64 // bits
         p = np.arange(self.n)
-        word = (self.digit_off[level] + (p // self.sample_rate) * self.stride[level] + self.header[level]
-                + (p % self.sample_rate) // per_word)
+        per = int(self.per_block[level])
+        word = self.digit_off[level] + (p // per) * self.stride[level] + self.header[level] + (p % per) // per_word
         return ((self.digit_words[word] >> ((p % per_word) * bits).astype(np.uint64)) & np.uint64(self.arity - 1)).astype(np.int64)
 
     def rank_row(self, level: int) -> np.ndarray:
@@ -423,6 +658,55 @@ class WaveletMapping:
         words = self.rank_words[self.rank_off[level]:self.rank_off[level + 1]]
         p = np.arange(self.n)
         return ((words[p // per_word] >> ((p % per_word) * width).astype(np.uint64)) & np.uint64((1 << width) - 1)).astype(np.int64)
+
+
+def count_width(child_size: int) -> int:
+    """Bits of a blocked count: the smallest of 8, 16, 32 with 2^w >= the child node size
+    (counts are kept modulo 2^w; see the module docstring)."""
+    need = max(1, (child_size - 1).bit_length())
+    return next(w for w in (8, 16, 32) if w >= need)
+
+
+def _build_blocked_mapping(perm: np.ndarray, arity: int, levels: int, block_lines: int) -> WaveletMapping:
+    """rank="blocked": aligned blocks of `block_lines` cache lines, each with the modular
+    counts of all symbols before it, then as many digits as fit."""
+    n = int(perm.size)
+    bits = arity.bit_length() - 1
+    block_words = LINE_WORDS * block_lines
+    header = np.zeros(levels, dtype=np.int64)
+    width = np.zeros(levels, dtype=np.int64)
+    for level in range(levels - 1):
+        width[level] = count_width(arity ** (levels - 1 - level))
+        header[level] = -(-arity * int(width[level]) // 64)
+        if header[level] >= block_words:
+            raise ValueError(f"block_lines={block_lines}: the counts of {arity} symbols at level {level} "
+                             f"({arity} x {width[level]} bits) leave no room for digits; use more lines per block")
+    per_block = (block_words - header) * (64 // bits)
+    n_blocks = -(-n // per_block)
+    digit_off = np.concatenate([[0], np.cumsum(n_blocks * block_words)]).astype(np.int64)
+    buf = aligned_words(int(digit_off[-1]))
+    buf[:] = 0
+    stride = np.full(levels, block_words, dtype=np.int64)
+    _build_blocked(perm, levels, bits, buf, digit_off, block_words, header, per_block, width)
+    rank_off = np.zeros(levels + 1, dtype=np.int64)
+    meta = np.concatenate([[levels, bits, RANK_BLOCKED, 0, 0, 0, 0, 0], digit_off, rank_off, width, stride,
+                           header, per_block, _reciprocals(per_block)]).astype(np.int64)
+    empty = np.zeros(0, dtype=np.uint64)
+    return WaveletMapping(n, arity, "blocked", 0, levels, buf, digit_off, empty, rank_off, width,
+                          np.zeros(0, np.uint16), np.zeros(0, np.uint32), buf, meta, stride, header, per_block,
+                          block_lines)
+
+
+def _reciprocals(per_block: np.ndarray) -> np.ndarray:
+    return np.array([-(-(1 << 32) // int(per)) for per in per_block], dtype=np.int64)
+
+
+def aligned_words(count: int) -> np.ndarray:
+    """An uninitialised uint64 array of `count` words starting on a 64-byte boundary, so
+    that blocks of whole lines are whole cache lines."""
+    raw = np.empty(count + LINE_WORDS, dtype=np.uint64)
+    skip = (-raw.ctypes.data % 64) // 8
+    return raw[skip:skip + count]
 
 
 def _as_words(array: np.ndarray, per_word: int) -> np.ndarray:
