@@ -179,6 +179,16 @@ def test_every_lookup_ce_does_not_penalise_an_earlier_read_of_extra_space():
     assert float(nn_loss(last_extra, nn_index, "ce", True, adaptive=True)) > 5
 
 
+def test_last_lookup_weight_shifts_the_every_lookup_mean_towards_the_last_lookup():
+    n = 4
+    hit_y, miss = (F.one_hot(torch.tensor([i]), n).float() for i in (0, 2))
+    out = _hand_out(torch.stack([miss, hit_y], 1), n)  # lookup 1 misses, lookup 2 hits
+    nn_index = torch.zeros(1, dtype=torch.long)
+    plain = float(nn_loss(out, nn_index, "ce", True, adaptive=True))
+    weighted = float(nn_loss(out, nn_index, "ce", True, adaptive=True, last_weight=3.0))
+    assert weighted == pytest.approx(plain * 2 / 4, rel=1e-5)  # miss/2 -> miss/(1+3)
+
+
 def test_non_adaptive_loss_scores_the_read_closest_to_the_query_even_with_every_lookup():
     n = 4
     hit_y, miss = (F.one_hot(torch.tensor([i]), n).float() for i in (0, 3))

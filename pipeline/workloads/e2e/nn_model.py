@@ -220,12 +220,13 @@ class NNModel(nn.Module):
 
 
 def nn_loss(out: dict[str, torch.Tensor], nn_index: torch.Tensor, loss: str, every_lookup: bool,
-            adaptive: bool) -> torch.Tensor:
+            adaptive: bool, last_weight: float = 1.0) -> torch.Tensor:
     """§2.1: squared error between y and y_hat = m_M^T D_hat, or cross-entropy of the
     position that holds y (probability mass the lookup puts on y's soft position).
     `every_lookup` averages the loss over all M lookups instead of only the last
-    (an option of ours, off in the paper profiles). Without adaptivity the answer is the
-    lookup whose value is closest to q (§2.1), chosen without gradient."""
+    (an option of ours, off in the paper profiles), the last lookup weighted `last_weight`
+    times an earlier one. Without adaptivity the answer is the lookup whose value is
+    closest to q (§2.1), chosen without gradient."""
     values, lookups = out["values"], out["lookups"]  # [B, M, d], [B, M, N+T]
     b = values.shape[0]
     rows = torch.arange(b, device=values.device)
@@ -244,7 +245,7 @@ def nn_loss(out: dict[str, torch.Tensor], nn_index: torch.Tensor, loss: str, eve
             # cross-entropy (it must read y itself)
             data_mass = lookups[:, :-1, :n].sum(-1)
             earlier = -torch.log((hit[:, :-1] / data_mass.clamp_min(1e-9)).clamp_min(1e-9)) * data_mass.detach()
-            return torch.cat([earlier, -torch.log(hit[:, -1:].clamp_min(1e-9))], dim=1).mean()
+            return _weighted_mean(torch.cat([earlier, -torch.log(hit[:, -1:].clamp_min(1e-9))], dim=1), last_weight)
         per_lookup = -torch.log(hit.clamp_min(1e-9))
     if not adaptive:
         # the non-adaptive models answer together (the read closest to q), so they are
@@ -253,8 +254,17 @@ def nn_loss(out: dict[str, torch.Tensor], nn_index: torch.Tensor, loss: str, eve
         chosen = ((values - out["query"].unsqueeze(1)) ** 2).sum(-1).detach().argmin(1)
         return per_lookup[rows, chosen].mean()
     if every_lookup:
-        return per_lookup.mean()
+        return _weighted_mean(per_lookup, last_weight)
     return per_lookup[:, -1].mean()
+
+
+def _weighted_mean(per_lookup: torch.Tensor, last_weight: float) -> torch.Tensor:
+    """Mean over [B, M] with the last lookup weighted `last_weight` (1: a plain mean). An
+    earlier lookup's own cross-entropy does not reward being informative (on the hard
+    distribution every position is about as likely to hold y); the last lookup's does."""
+    weights = torch.ones(per_lookup.shape[1], device=per_lookup.device, dtype=per_lookup.dtype)
+    weights[-1] = last_weight
+    return (per_lookup * weights).sum(1).mean() / weights.sum()
 
 
 def count_parameters(module: nn.Module) -> int:
