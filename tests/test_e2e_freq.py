@@ -13,8 +13,9 @@ import yaml
 from pipeline.workloads.base import LocalReporter
 from pipeline.workloads.e2e.freq_data import (
     digit_pools, load_stream_file, render_numbers, sample_streams, true_counts, zipf_probabilities)
-from pipeline.workloads.e2e.freq_model import FreqModelConfig, build_model, hashing_model
-from pipeline.workloads.e2e.freq_readout import apply_readout, fit_delta, sketch_estimates
+from pipeline.workloads.e2e.freq_model import FreqModelConfig, Predictor, build_model, hashing_model
+from pipeline.workloads.e2e.freq_readout import (
+    apply_readout, delta_sweep, fit_delta, sketch_estimates)
 from pipeline.workloads.e2e.freq_train import FreqSetting, train
 from pipeline.workloads.e2e.freq_workload import WORKLOAD, FreqParams, run
 
@@ -119,6 +120,68 @@ def test_delta_readout_recovers_known_delta(M, delta, scale):
     np.testing.assert_allclose(fit.estimates, delta * scale * np.arange(1, 16), atol=1e-4)
 
 
+def _scramble(module: torch.nn.Module, seed: int = 0) -> None:
+    """Random non-zero weights everywhere, so the predictor is far from the mean."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in module.parameters():
+            param.copy_(torch.randn(param.shape, generator=gen) * 0.5)
+
+
+@pytest.mark.parametrize("M", [1, 2, 4])
+def test_default_predictor_is_homogeneous_with_unit_scale(M):
+    model = small_model(M=M)
+    _scramble(model.predictor, seed=M)
+    reads = torch.rand(50, M) * 10
+    for c in (0.0, 0.5, 3.0):
+        torch.testing.assert_close(model.predictor(c * reads), c * model.predictor(reads))
+    torch.testing.assert_close(model.predictor(torch.full((3, M), 2.5)), torch.full((3,), 2.5))
+    free = build_model(FreqModelConfig(k=8, M=M, hidden=16, embed_dim=8, predictor_hidden=8,
+                                       predictor_bias=True, predictor_unit=False), universe=30)
+    _scramble(free.predictor)
+    assert abs(float(free.predictor(torch.zeros(1, M)).detach())) > 1e-3  # a bias can shift answers
+
+
+@pytest.mark.parametrize("M,delta", [(1, 0.87), (2, 0.93), (4, 1.3)])
+def test_written_value_is_the_fitted_delta_with_the_default_predictor(M, delta):
+    # CountMin-like hashes that store `delta` per arrival, read by a scrambled default psi
+    model = hashing_model(30, k=32, M=M, delta=delta)
+    model.predictor = Predictor(M, 8, bias=False, unit=True)
+    _scramble(model.predictor, seed=M)
+    fit = fit_delta(model, torch.arange(30), max_count=12)
+    assert fit.delta_written == pytest.approx(delta, rel=1e-5)
+    assert fit.delta == pytest.approx(delta, rel=1e-4)
+    assert fit.intercept == pytest.approx(0.0, abs=1e-4)
+
+
+def test_positive_values_start_at_value_init_and_stay_positive():
+    torch.manual_seed(0)
+    config = FreqModelConfig(k=8, M=2, hidden=16, embed_dim=8, predictor_hidden=8,
+                             positive_values=True, value_init=0.9)
+    model = build_model(config, universe=30)
+    with torch.no_grad():  # a zero value head: the stored value is softplus(shift) alone
+        model.writer.net[-1].weight[-2:] = 0.0
+        model.writer.net[-1].bias[-2:] = 0.0
+    _, values = model.updates(torch.arange(30))
+    torch.testing.assert_close(values, torch.full((30, 2), 0.9))
+    with torch.no_grad():
+        model.writer.net[-1].bias[-2:] = -50.0  # a writer pushed far negative
+    _, values = model.updates(torch.arange(30))
+    assert torch.all(values >= 0)
+
+
+def test_delta_sweep_matches_countmin_with_that_delta():
+    rng = np.random.default_rng(2)
+    streams = sample_streams(rng, 40, 100, 8, 1000, 1.2)
+    deltas = np.array([0.6, 0.87, 1.0])
+    maes = delta_sweep(streams, width=16, depth=2, deltas=deltas)
+    for d, value in zip(deltas, maes):
+        direct = np.abs(sketch_estimates(streams, "countmin", 16, 2, delta=d) - streams.counts).mean()
+        assert value == pytest.approx(direct, rel=1e-5)
+    # with 32 counters for ~50 distinct ids, collisions make a delta below 1 better
+    assert maes[1] < maes[2]
+
+
 def test_readout_curve_applied_to_countmin_counts():
     model = hashing_model(30, k=32, M=1, delta=1.0, predictor_scale=0.5)
     fit = fit_delta(model, torch.arange(5), max_count=10)
@@ -196,6 +259,8 @@ def test_bad_inputs_raise_one_line_value_errors(tmp_path):
         WORKLOAD.validate(FreqParams(stream_file=str(out_of_range)))
     with pytest.raises(ValueError, match="at most 1000 labels"):
         WORKLOAD.validate(FreqParams(setting="images", universe=2000))
+    with pytest.raises(ValueError, match="sweep_deltas"):
+        WORKLOAD.validate(FreqParams(sweep_deltas=[1.2, 0.5, 0.01]))
     with pytest.raises(ValueError):
         FreqParams(nonsense=1)
 
@@ -245,7 +310,8 @@ def test_smoke_run_is_finite_and_repeatable(tmp_path):
     for key in first:
         if key != "train_seconds":
             assert first[key] == pytest.approx(second[key]), key
-    for name in ("front.csv", "front.png", "delta_readout.csv", "delta_readout.json"):
+    for name in ("front.csv", "front.png", "delta_readout.csv", "delta_readout.json",
+                 "delta_sweep.csv"):
         assert (tmp_path / "a" / name).is_file()
 
 

@@ -3,11 +3,14 @@
 For each M (and seed) it trains the workload `e2e_freq` with the quick profile's
 settings of tasks/freq_zipf.yaml (or the heavy-hitter images with `--setting images`)
 and returns one row per method: the learned model, CountMin (M rows of k/M), the
-single-hash CountMin, Count-Sketch, CountMin with the learned delta and CountMin with
-the learned read-out curve, plus the read-out itself.
+single-hash CountMin, Count-Sketch, CountMin with the learned delta, CountMin with
+the learned read-out curve and CountMin with its own MAE-optimal delta (a sweep on the
+same streams), plus the read-out itself (`learned_delta`: the answer's slope per
+arrival; `delta_written`: the value the writer stores per arrival).
 
 Run: `python -m pipeline.bench e2e_freq --json freq.json` (minutes on 2 cores), or
-`python -m pipeline.bench e2e_freq --M 1 --steps 100` for a short look.
+`python -m pipeline.bench e2e_freq --M 1 --steps 100` for a short look; `--set key=value`
+overrides any other workload parameter (e.g. `--set predictor_bias=true`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ METHODS = {
     "countsketch": "countsketch_mae",
     "countmin_learned_delta": "countmin_learned_delta_mae",
     "countmin_learned_readout": "countmin_learned_readout_mae",
+    "countmin_best_delta": "countmin_best_delta_mae",
 }
 
 
@@ -45,11 +49,19 @@ def main(argv: list[str]) -> list[dict]:
     parser.add_argument("--k", type=int, default=32, help="counters")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--steps", type=int, default=None, help="override the quick profile's steps")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a workload parameter (YAML value), repeatable")
     args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
     rows = []
     for M in args.M:
         for seed in args.seeds:
-            values = {**quick_params(args.setting), "M": M, "k": args.k, "seed": seed}
+            values = {**quick_params(args.setting), **overrides, "M": M, "k": args.k, "seed": seed}
             if args.steps is not None:
                 values["steps"] = args.steps
                 values["eval_every"] = min(values.get("eval_every", args.steps), args.steps)
@@ -60,5 +72,7 @@ def main(argv: list[str]) -> list[dict]:
                              "ratio_vs_countmin": metrics[key] / metrics["countmin_mae"],
                              "learned_delta": metrics["learned_delta"],
                              "delta_intercept": metrics["delta_intercept"],
+                             "delta_written": metrics["delta_written"],
+                             "countmin_best_delta": metrics["countmin_best_delta"],
                              "train_seconds": metrics["train_seconds"]})
     return rows

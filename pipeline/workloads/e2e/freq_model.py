@@ -17,18 +17,40 @@ Choices the extracted text leaves open (configurable in `FreqModelConfig`):
 - the data-processing MLP sees only the arriving item, not the current memory: the seed
   describes it as mapping "a new element" to positions and values, and a stateless
   writer makes a stream of T updates one parallel sum instead of T sequential steps;
-- the update value is an unconstrained linear output plus `value_init` (default 1, the
-  CountMin delta), so the read-out shows where training moves it;
+- the update value is a linear output plus `value_init` (default 1, the CountMin delta),
+  so the read-out shows where training moves it. The text calls it a scalar update
+  value and compares it with CountMin's increment; it does not say whether its sign is
+  free. `positive_values=True` passes it through softplus (still `value_init` at
+  initialisation), so every arrival adds to its counters as in CountMin; with free signs
+  and M >= 2 our quick models write +v and -v to an item's two counters (a
+  Count-Sketch-like code) and the mean written value says little;
 - the predictor is a ReLU MLP plus a linear skip initialised to the mean of the read
-  values (no LayerNorm: normalising a 1-D count would erase its scale).
+  values (no LayerNorm: normalising a 1-D count would erase its scale). By default it
+  has no biases (`predictor_bias=False`), which makes it positively homogeneous,
+  psi(c r) = c psi(r) for c >= 0, and psi(0) = 0: the answer scales with what was
+  read, as CountMin's does, so the only way to answer collisions with less is to write
+  less per arrival - the "update delta below 1" the seed reads out (§3.1, Figure 22).
+  With biases the predictor can instead subtract the expected collision mass (answer
+  ~ read - 2.5), which our quick runs learned and which hides the delta; the seed's
+  reported delta 0.87 is exactly the MAE-optimal pure scale of one-hash CountMin on
+  this setting (docs/benchmarks.md), so its predictor evidently did not subtract.
+  `predictor_bias=True` keeps the free MLP.
+- a homogeneous psi leaves one symmetry: writing c*v and answering with psi/c gives the
+  same answers, so the raw written value alone means nothing. `predictor_unit=True`
+  (default) fixes it by answering psi(r) / psi(1, ..., 1): a counter pattern that holds
+  x in every read position is answered as x, so the value the writer stores per
+  arrival IS the count increment, CountMin's delta (for M = 1 psi is then the
+  identity on counts >= 0).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from pipeline.workloads.e2e.lookup import QueryMLP, one_hot_lookup
 
@@ -45,7 +67,10 @@ class FreqModelConfig:
     straight_through: bool = False  # hard one-hot forward with soft gradients in training
     adaptive: bool = True  # query model i sees the earlier lookups and read values
     value_init: float = 1.0  # offset added to the update-value output (CountMin's delta)
+    positive_values: bool = False  # softplus on the update values (module docstring)
     logit_gain: float = 1.0  # scale of the initial position logits (see FreqSketch)
+    predictor_bias: bool = False  # biases in psi; False: psi(c r) = c psi(r) (module docstring)
+    predictor_unit: bool = True  # answer psi(r) / psi(1..1): the written value is the delta
 
 
 class IdEncoder(nn.Module):
@@ -80,20 +105,33 @@ class DigitCNN(nn.Module):
 
 class Predictor(nn.Module):
     """psi(r_1..r_M): a linear skip (initialised to the mean) plus a ReLU MLP whose last
-    layer starts at zero, so an untrained model answers with the mean read value."""
+    layer starts at zero, so an untrained model answers with the mean read value. Without
+    biases (`bias=False`) it is positively homogeneous: psi(c r) = c psi(r), c >= 0."""
 
-    def __init__(self, M: int, hidden: int):
+    def __init__(self, M: int, hidden: int, bias: bool = False, unit: bool = False):
         super().__init__()
-        self.skip = nn.Linear(M, 1)
+        self.unit = unit
+        self.skip = nn.Linear(M, 1, bias=bias)
         nn.init.constant_(self.skip.weight, 1.0 / M)
-        nn.init.zeros_(self.skip.bias)
-        self.mlp = nn.Sequential(nn.Linear(M, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                                 nn.ReLU(), nn.Linear(hidden, 1))
+        self.mlp = nn.Sequential(nn.Linear(M, hidden, bias=bias), nn.ReLU(),
+                                 nn.Linear(hidden, hidden, bias=bias), nn.ReLU(),
+                                 nn.Linear(hidden, 1, bias=bias))
         nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)
+        if bias:
+            nn.init.zeros_(self.skip.bias)
+            nn.init.zeros_(self.mlp[-1].bias)
+
+    def raw(self, values: torch.Tensor) -> torch.Tensor:
+        return (self.skip(values) + self.mlp(values)).squeeze(-1)
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
-        return (self.skip(values) + self.mlp(values)).squeeze(-1)
+        if not self.unit:
+            return self.raw(values)
+        # psi(1..1) starts at 1 (skip = mean, MLP output zero); the floor on its size
+        # only guards a degenerate psi from dividing by ~0
+        scale = self.raw(values.new_ones(values.shape[-1]))
+        scale = torch.where(scale < 0, -1.0, 1.0) * scale.abs().clamp_min(1e-2)
+        return self.raw(values) / scale
 
 
 class FreqSketch(nn.Module):
@@ -114,7 +152,8 @@ class FreqSketch(nn.Module):
         self.readers = readers if readers is not None else nn.ModuleList(
             QueryMLP(c.embed_dim + (i * (c.k + 1) if c.adaptive else 0), c.k,
                      hidden=c.hidden, layers=c.layers) for i in range(c.M))
-        self.predictor = predictor if predictor is not None else Predictor(c.M, c.predictor_hidden)
+        self.predictor = predictor if predictor is not None else Predictor(
+            c.M, c.predictor_hidden, bias=c.predictor_bias, unit=c.predictor_unit)
         if writer is None and readers is None and c.logit_gain != 1.0:
             # Larger initial logits make the untrained writer a near-random hash with
             # distinct positions per item; with the default init, our quick runs collapse
@@ -142,6 +181,10 @@ class FreqSketch(nn.Module):
         out = self._writer_out(items)
         logits = out[..., : c.M * c.k].reshape(*out.shape[:-1], c.M, c.k)
         values = out[..., c.M * c.k:] + c.value_init
+        if c.positive_values:
+            # softplus shifted so that an untrained writer still stores ~value_init
+            shift = float(np.log(np.expm1(c.value_init))) if c.value_init > 0 else 0.0
+            values = F.softplus(values - c.value_init + shift)
         positions = one_hot_lookup(logits, c.temperature, hard=c.straight_through,
                                    training=self.training)
         return positions, values

@@ -6,8 +6,13 @@ and the classic sketches run on the same streams.
   the writer is stateless, so that memory is exactly n times x's single update) and
   query x; the least-squares slope of the estimate against n is the learned delta (what
   one more arrival adds to the answer), the intercept is reported beside it. The mean
-  value the writer stores (`delta_written`) is also logged; it equals the slope only
-  when the predictor is the identity, which the seed's text implies but does not state.
+  value the writer stores per arrival (`delta_written`, the seed's "update delta",
+  §3.1 and Figure 22) is logged too. With the default predictor (homogeneous and
+  normalised to psi(1..1) = 1, see freq_model) the two agree for M = 1 and the
+  intercept is 0; with a free predictor (`predictor_bias=True`) the written value is
+  arbitrary up to psi's scale and only the slope and intercept describe the model.
+- `delta_sweep`: CountMin's MAE over a grid of deltas on the same streams: which delta
+  is best for CountMin in the first place (is "delta below 1 helps" true here?).
 - `decision_boundary`: for each label of the image setting, the counter its held-out
   images are written to and read from (majority over images), and whether that counter
   is its own (no other label's majority position) - Figure 24's "reserved positions".
@@ -116,6 +121,17 @@ def sketch_estimates(streams: Streams, kind: str, width: int, depth: int,
         sketch.update(streams.items[b])
         out[b] = sketch.query(streams.queries[b])
     return out
+
+
+def delta_sweep(streams: Streams, width: int, depth: int, deltas: np.ndarray,
+                seed: int = 0) -> np.ndarray:
+    """CountMin's MAE for each delta in `deltas` on `streams` (same hash seeds as
+    `sketch_estimates`). A CountMin with delta d answers exactly d x the answer with
+    delta 1 (every counter is d x a count; the row minimum commutes with d > 0), so one
+    sketch pass per stream serves the whole grid."""
+    unit = sketch_estimates(streams, "countmin", width, depth, 1.0, seed)
+    deltas = np.asarray(deltas, dtype=np.float64)
+    return np.abs(deltas[:, None, None] * unit[None] - streams.counts[None]).mean(axis=(1, 2))
 
 
 def sketch_mae(streams: Streams, kind: str, width: int, depth: int, delta: float = 1.0,

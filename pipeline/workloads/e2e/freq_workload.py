@@ -5,12 +5,14 @@ One trial trains a model with k counters and M writes / M lookups, evaluates its
 fixed held-out streams, runs the classic sketches on exactly those streams and queries
 (CountMin with M rows of k/M counters; the single-hash CountMin over all k counters the
 seed discusses; Count-Sketch with M rows), reads out the learned update delta and reruns
-both CountMins with it (Figure 22). In the image setting it also writes the decision
+both CountMins with it (Figure 22), and sweeps CountMin's delta on the same streams to
+show which delta is best for CountMin itself. In the image setting it also writes the decision
 boundary (which labels own a counter, Figure 24); there "CountMin given the true
 labels" is `countmin_1hash_mae` (the seed's 1-query CountMin: 0.15 vs 2.81).
 
 Artifacts: `front.csv` / `front.png` (learned point and the classic sketches' MAE over
-k at this M), `delta_readout.csv` / `delta_readout.json`, `train_curve.csv`, and for
+k at this M), `delta_readout.csv` / `delta_readout.json`, `delta_sweep.csv` (CountMin's
+MAE per delta), `train_curve.csv`, and for
 images `decision_boundary.csv` / `decision_boundary.png`.
 
 Run: `python -m pipeline.run tasks/freq_zipf.yaml` (quick profile), or directly:
@@ -33,7 +35,7 @@ from pipeline.workloads.base import LocalReporter, Params, Reporter, Workload  #
 from pipeline.workloads.e2e.freq_data import Streams, load_stream_file, render_numbers, streams_from_items
 from pipeline.workloads.e2e.freq_model import FreqModelConfig, build_model
 from pipeline.workloads.e2e.freq_readout import (
-    apply_readout, decision_boundary, fit_delta, sketch_estimates, sketch_mae)
+    apply_readout, decision_boundary, delta_sweep, fit_delta, sketch_estimates, sketch_mae)
 from pipeline.workloads.sketches import mae as mean_abs_error
 from pipeline.workloads.e2e.freq_train import FreqSetting, predict, train
 
@@ -57,6 +59,9 @@ class FreqParams(Params):
     adaptive: bool = Field(True, description="query model i sees earlier lookups and read values (as in §2.1)")
     value_init: float = Field(1.0, description="offset of the update-value output: untrained writes add ~this")
     logit_gain: float = Field(5.0, gt=0, description="scale of the initial position logits (1: PyTorch default)")
+    predictor_bias: bool = Field(False, description="biases in the predictor psi; false: psi(c r) = c psi(r), so the model can only undercount collisions by a smaller delta (freq_model docstring)")
+    positive_values: bool = Field(True, description="softplus on the update values: every arrival adds to its counters, as in CountMin (false: free sign)")
+    predictor_unit: bool = Field(True, description="answer psi(r) / psi(1..1), so the value written per arrival is the delta (freq_model docstring)")
     balance: float = Field(0.3, ge=0, description="weight of the load-balancing loss on write/read positions (0: seed's loss)")
     lr: float = Field(1e-4, gt=0, description="Adam learning rate (A.2 grid: 1e-4, 5e-5, 1e-5)")
     weight_decay: float = Field(1e-3, ge=0, description="Adam weight decay (A.1: 1e-3)")
@@ -69,6 +74,7 @@ class FreqParams(Params):
     eval_streams: int = Field(2000, ge=1, description="test streams for the reported MAEs (model and sketches)")
     delta_max_count: int = Field(20, ge=2, description="delta read-out: streams of 1..this many copies of one item")
     delta_items: int = Field(64, ge=1, description="delta read-out: sample items")
+    sweep_deltas: list[float] = Field([0.5, 1.2, 0.01], description="CountMin delta sweep: [first, last, step]")
     front_ks: list[int] = Field([8, 16, 32, 64, 128], description="k values of the classic sketches in front.csv")
     held_out_fraction: float = Field(0.3, gt=0, lt=1, description="images: share of each digit's images held out for evaluation")
     stream_file: str | None = Field(None, description="optional file of item ids (.npy or one per line) also evaluated")
@@ -77,6 +83,9 @@ class FreqParams(Params):
 
 
 def _validate(p: FreqParams) -> None:
+    first, last, step = (p.sweep_deltas + [0.0, 0.0, 0.0])[:3]
+    if len(p.sweep_deltas) != 3 or not 0 < first <= last or step <= 0:
+        raise ValueError(f"params.sweep_deltas={p.sweep_deltas}: expected [first, last, step] with 0 < first <= last, step > 0")
     if p.M > p.k:
         raise ValueError(f"params.M={p.M} exceeds params.k={p.k}: at most k counters exist to write and read")
     if p.setting == "images" and p.universe > 1000:
@@ -179,7 +188,9 @@ def run(params: FreqParams, report: Reporter) -> dict[str, float]:
     config = FreqModelConfig(k=p.k, M=p.M, hidden=p.hidden, layers=p.layers, embed_dim=p.embed_dim,
                              predictor_hidden=p.predictor_hidden, temperature=p.temperature,
                              straight_through=p.straight_through, adaptive=p.adaptive,
-                             value_init=p.value_init, logit_gain=p.logit_gain)
+                             value_init=p.value_init, logit_gain=p.logit_gain,
+                             predictor_bias=p.predictor_bias, predictor_unit=p.predictor_unit,
+                             positive_values=p.positive_values)
     model = build_model(config, universe=p.universe, images=setting.images,
                         cnn_channels=p.cnn_channels).to(device)
     # the workload calls model methods (build/read), so the DDP wrapper is not used for
@@ -231,11 +242,22 @@ def run(params: FreqParams, report: Reporter) -> dict[str, float]:
         "train_seconds": train_seconds,
     }
     metrics["mae_ratio_vs_countmin"] = learned_mae / max(metrics["countmin_mae"], 1e-12)
+    # is a delta below 1 good for CountMin here at all? (its MAE over a grid of deltas)
+    first, last, step = p.sweep_deltas
+    deltas = np.round(np.arange(first, last + step / 2, step), 6)
+    sweep = {"countmin": delta_sweep(test, p.k // p.M, p.M, deltas),
+             "countmin_1hash": delta_sweep(test, p.k, 1, deltas)}
+    for name, maes in sweep.items():
+        metrics[f"{name}_best_delta"] = float(deltas[int(np.argmin(maes))])
+        metrics[f"{name}_best_delta_mae"] = float(maes.min())
 
     out = Path(report.artifact_dir)
     out.mkdir(parents=True, exist_ok=True)
     if curve:
         _write_csv(out / "train_curve.csv", curve)
+    _write_csv(out / "delta_sweep.csv", [{"delta": float(d), "countmin_mae": float(a),
+                                          "countmin_1hash_mae": float(b)}
+                                         for d, a, b in zip(deltas, *sweep.values())])
     _write_csv(out / "delta_readout.csv", [{"count": int(c), "mean_estimate": float(e)}
                                            for c, e in zip(fit.counts, fit.estimates)])
     (out / "delta_readout.json").write_text(json.dumps(
@@ -279,7 +301,7 @@ def baselines(params: FreqParams) -> list[dict]:
     for M in (1, 2, 4):
         for k in p.front_ks:
             if k >= M:
-                rows.append({"method": "countmin", "mae": sketch_mae(test, "countmin", k // M, M),
+                rows.append({"method": f"countmin M={M}", "mae": sketch_mae(test, "countmin", k // M, M),
                              "memory_k": float(k), "lookups_m": float(M)})
     return rows
 
@@ -291,7 +313,9 @@ WORKLOAD = Workload(
     metrics=("mae", "memory_k", "lookups_m", "countmin_mae", "countmin_1hash_mae", "countsketch_mae",
              "learned_delta", "delta_intercept", "delta_written", "countmin_delta_used",
              "countmin_learned_delta_mae",
-             "countmin_1hash_learned_delta_mae", "countmin_learned_readout_mae", "val_mae", "best_step", "train_seconds",
+             "countmin_1hash_learned_delta_mae", "countmin_learned_readout_mae",
+             "countmin_best_delta", "countmin_best_delta_mae", "countmin_1hash_best_delta",
+             "countmin_1hash_best_delta_mae", "val_mae", "best_step", "train_seconds",
              "mae_ratio_vs_countmin", "own_counters_top10", "write_agreement", "file_mae",
              "file_countmin_mae", "train_loss"),
     description="End-to-end learned frequency sketch vs CountMin (seed 000 §3), Zipf ids or digit images",
