@@ -322,3 +322,17 @@ def test_sorted_fraction_counts_ascending_or_descending_layouts(sign, monkeypatc
     monkeypatch.setattr(model.data_net, "forward",
                         lambda pts: (torch.zeros_like(pts[..., 0]), pts, pts.new_zeros(pts.shape[0], 0, 1)))
     assert nn_train.evaluate(model, p, nn_train.test_instances(p), "cpu")["sorted_fraction"] < 0.5
+
+
+def test_command_line_runs_one_task_point_and_rejects_unknown_keys(capsys, tmp_path):
+    from pipeline.workloads.e2e.nn_workload import main
+
+    task = str(Path(__file__).resolve().parents[1] / "tasks" / "nn_uniform_1d.yaml")
+    tiny = ["n=8", "lookups=2", "width=16", "layers=1", "heads=2", "query_hidden=32", "batch_size=16",
+            "steps=4", "eval_every=4", "monitor_instances=32", "eval_instances=64", "plots=false"]
+    metrics = main([task, *tiny, "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert '"accuracy_lookup_2"' in printed and "binary_search,2," in printed
+    assert metrics["lookups"] == 2 and (tmp_path / "model.pt").exists()
+    with pytest.raises(SystemExit, match="lookupz"):
+        main([task, "lookupz=3"])
