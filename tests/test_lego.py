@@ -272,3 +272,13 @@ def test_elastic_split():
     assert split.light_bytes == 7 * 102400 and split.heavy_bytes == 1_000_000 - 7 * 102400
     with pytest.raises(ValueError):
         elastic_split(102400, 0.25, light_unit=102400)
+
+
+def test_power_basis_init_is_spread_within_range():
+    basis = LegoSketch(SMALL, basis_init="power").basis.detach()
+    assert basis.min() >= 0.001 and basis.max() <= 1.0
+    assert (basis < 0.01).float().mean() > 0.3 and basis.max() > 0.3  # most values near the floor, a few large
+    assert not torch.equal(basis, LegoSketch(SMALL, basis_init="power2").basis.detach())
+    for bad in ("power0", "powerx"):
+        with pytest.raises(ValueError, match="power"):
+            LegoSketch(SMALL, basis_init=bad)

@@ -115,3 +115,14 @@ def test_lego_ablations_and_all_baselines_run(tmp_path):
     table = pd.read_csv(tmp_path / "lego_eval.csv")
     assert set(table["method"]) == {"lego", "countmin", "lcs", "dcms", "dlego", "ms"}
     assert np.isfinite(table["are"]).all()
+
+
+@pytest.mark.slow
+def test_local_runner_writes_the_trial_artifacts(tmp_path):
+    """python -m pipeline.workloads.lego.local: the task's params plus overrides, one trial."""
+    from pipeline.workloads.lego import local
+
+    overrides = [f"params.{k}={v}" for k, v in WORKLOAD.smoke_params.items()]
+    summary = local.main(["tasks/lego.yaml", "--out", str(tmp_path), *[o.replace(" ", "") for o in overrides]])
+    assert {"brick.pt", "lego_eval.csv", "summary.json", "are_vs_bytes.png"} <= {p.name for p in tmp_path.iterdir()}
+    assert math.isfinite(summary["metrics"]["are"]) and summary["metrics"]["bytes"] == 2 * 5 * 256 * 4  # 2 bricks of 5 x 256 float32
