@@ -70,7 +70,7 @@ def test_bench_rows_tiny():
     from pipeline.bench.wavelet import main
 
     rows = main(["--n", "3000", "--queries", "300", "--repeats", "1", "--arities", "4", "256",
-                 "--sample-rates", "64", "--block-lines", "1", "32", "--btree-fanouts", "16",
+                 "--sample-rates", "64", "--block-lines", "1", "32", "--btree-fanouts", "16", "--binary-arity", "4",
                  "--model", "pgm:epsilon=8"])
     methods = [row["method"] for row in rows]
     assert methods[0] == "btree_f16"

@@ -75,6 +75,8 @@ def main(argv: list[str]) -> list[dict]:
     parser.add_argument("--candidates", type=int, default=5,
                         help="per-query k-ary search: keys read at once per round (0: skip)")
     parser.add_argument("--no-binary", action="store_true", help="skip binary search through the mapping (slow at 10M)")
+    parser.add_argument("--binary-arity", type=int, default=16,
+                        help="the arity whose first sampled tree also gets a binary search without a model")
     args = parser.parse_args(argv)
 
     keys = uniform_table(args.n, args.seed)
@@ -185,7 +187,7 @@ def main(argv: list[str]) -> list[dict]:
                       "blocked": f"b{lines}"}[rank]
             name = f"wavelet_m{arity}_{suffix}"
             add(f"{name}+{kind}", index, access, build, args.candidates)
-            if not args.no_binary and rank != "full" and first_sampled:
+            if not args.no_binary and rank != "full" and arity == args.binary_arity and first_sampled:
                 first_sampled = False
                 index.model = fit_model("none", keys)  # the whole table is the window
                 add(f"{name}+binary", index, access, build)
