@@ -31,6 +31,10 @@ from pipeline.workloads import get as get_workload
 STATE_FILE = "pipeline_state.json"
 
 
+class NothingToResume(FileNotFoundError):
+    """--resume found no unfinished run of the task: reported in one line, exit 2."""
+
+
 def init_ray(printer: Callable[[str], None] = print) -> None:
     """Join the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a
     local Ray sized to this machine with a capped object store."""
@@ -90,7 +94,7 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
         candidates = [name for name in _experiment_dirs(store, resolved.name)
                       if not json.loads(store.read_text(name, STATE_FILE)).get("complete")]
         if not candidates:
-            raise FileNotFoundError(f"--resume: no unfinished run of {resolved.name} under {storage}")
+            raise NothingToResume(f"--resume: no unfinished run of {resolved.name} under {storage}")
         exp_name = candidates[-1]
         state = json.loads(store.read_text(exp_name, STATE_FILE))
         parent_run_id = state["parent_run_id"]

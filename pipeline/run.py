@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(yaml.safe_dump(shown, sort_keys=False), end="")
         return 0
 
-    from pipeline.driver import execute
+    from pipeline.driver import NothingToResume, execute
     from pipeline.tracking import StoreUnreachable
 
     try:
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     except StoreUnreachable as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except FileNotFoundError as err:
+    except NothingToResume as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     _print_front(summary)

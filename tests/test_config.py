@@ -286,3 +286,13 @@ def test_results_store_reads_and_writes_through_pyarrow(tmp_path):
     assert not store.exists("cms-20260101-000000-000001", "pipeline_state.json")
     assert store.read_text("cms-20260101-000000-000000", "pipeline_state.json") == '{"complete": false}'
     assert store.join("train") == (tmp_path / "results").as_uri() + "/train"
+
+
+def test_resume_with_nothing_to_resume_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PIPELINE_RESULTS", str(tmp_path / "results"))
+    path = write(tmp_path, BASE)
+    code = main([str(path), f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: --resume: no unfinished run of task under {tmp_path / 'results'}"]
