@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--checkpoint", default="", help="a trained brick.pt (default: train a tiny one)")
     parser.add_argument("--tiny-steps", type=int, default=40, help="training steps of the tiny brick")
+    parser.add_argument("--item-threshold", type=float, default=10000.0,
+                        help="ensemble: neural estimate above this many scanned items (lego params default)")
+    parser.add_argument("--skew-threshold", type=float, default=1.6,
+                        help="ensemble: neural estimate below this scanned skew (lego params default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     if args.threads:
@@ -83,16 +87,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return state
 
     state = store()
+    gate = {"item_threshold": args.item_threshold, "skew_threshold": args.skew_threshold}
 
     def query(mode):
         def go():
             for batch in batches:
-                model.query(state, batch, mode=mode)
+                model.query(state, batch, mode=mode, **gate)
             sync()
         return go
 
     rows = []
-    use_neural, _ = model.ensemble_choice(state, "auto")
+    use_neural, _ = model.ensemble_choice(state, "auto", **gate)
     neural_share = float(use_neural[model.route(x, args.bricks)].float().mean())
     common = {"device": args.device, "bytes": n_bytes, "batch": args.batch, "threads": torch.get_num_threads(),
               "numba_threads": numba.get_num_threads(), "brick": brick}

@@ -351,6 +351,9 @@ class LegoSketch(nn.Module):
                    *folded(body[0], element[4]), *plain(body[2], body[0]),
                    *folded(head[0], body[2]), *plain(head[2], head[0]), *plain(head[4], head[2]))
         out = np.empty(items.shape[0], np.float32)
+        # as many kernel threads as torch may use (a trial's `threads`): two trials side by
+        # side on two cores must not each start two spinning OpenMP threads
+        numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads())))
         kernels.query_kernel(items.contiguous().numpy(), self.basis.detach().numpy(), *self._hash_arrays(),
                              self.ablations.normalize, state.memory.numpy(), load.contiguous().numpy(),
                              use_neural.contiguous().numpy(), *weights, max(1, min(len(out), 8 * numba.get_num_threads())), out)
