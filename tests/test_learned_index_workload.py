@@ -112,7 +112,7 @@ def test_batch_needs_bfs():
 def test_baselines_rows():
     params = WORKLOAD.make_params({"level": "L1", "queries": 3000, "repeats": 1})
     rows = WORKLOAD.baselines(params)
-    assert {r["method"] for r in rows} == {"bbs", "bfs", "kbfs_k6", "bfe", "bfs batched G=32", "numpy.searchsorted"}
+    assert {r["method"] for r in rows} == {"bbs", "bfs", "kbfs_k6", "bfe", "bfs batched G=64", "numpy.searchsorted"}
     assert all(r["ns_per_lookup"] > 0 for r in rows)
 
 

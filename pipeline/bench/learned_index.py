@@ -130,7 +130,7 @@ def main(argv: list[str]) -> list[dict]:
     parser.add_argument("--queries", type=int, default=1_000_000, help="lookups, uniform from the table")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes; the median is reported")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batches", default="16,32,64",
+    parser.add_argument("--batches", default="16,32,64,128",
                         help="group sizes G of the interleaved lookup, comma-separated; empty: plain loop only")
     parser.add_argument("--sy-n", type=int, default=data.LEVEL_SIZES["L3"],
                         help="keys of the synthetic tables SY-RMI's synopsis is mined from (0: this table's front)")

@@ -147,6 +147,23 @@ def _grouped_line(leaves, x, y, branching):
     return slope, ym - slope * xm, count
 
 
+@njit(cache=True)
+def _cubic_sums(leaves, t, positions, branching):
+    """Per leaf: sums of t^0..t^6 and of t^0..t^3 x position, in one pass (the normal
+    equations of a cubic least-squares fit)."""
+    powers = np.zeros((branching, 7))
+    moments = np.zeros((branching, 4))
+    for i in range(leaves.size):
+        leaf = leaves[i]
+        power = 1.0
+        for j in range(7):
+            powers[leaf, j] += power
+            if j < 4:
+                moments[leaf, j] += power * positions[i]
+            power *= t[i]
+    return powers, moments
+
+
 def _fit_leaves(leaf_type, leaves, u, xs, positions, branching, n):
     """(branching, params + 1) rows: each leaf's parameters and a slot for its error."""
     width = _LEAF_PARAMS[leaf_type] + 1
@@ -176,8 +193,7 @@ def _fit_leaves(leaf_type, leaves, u, xs, positions, branching, n):
         spread = np.sqrt(np.bincount(leaves, dx * dx, branching) / safe)
         inverse = np.divide(1.0, spread, out=np.zeros(branching), where=spread > 0)
         t = dx * inverse[leaves]
-        powers = np.stack([np.bincount(leaves, t**j, branching) for j in range(7)], axis=1)
-        moments = np.stack([np.bincount(leaves, t**j * positions, branching) for j in range(4)], axis=1)
+        powers, moments = _cubic_sums(leaves, t, positions, branching)
         normal = np.stack([powers[:, i:i + 4] for i in range(4)], axis=1)  # (B, 4, 4) Hankel
         normal = normal + np.eye(4) * 1e-9 * np.maximum(powers[:, :1, None], 1)  # ridge: leaves of < 4 keys
         low_first = np.linalg.solve(normal, moments[..., None])[..., 0]
