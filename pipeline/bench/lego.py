@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         state = model.new_memory(args.bricks, device=args.device)
         with torch.no_grad():
             for batch in batches:
-                model.store(state, batch)
+                state = model.store(state, batch)  # the returned state carries the counting buckets
         sync()
         return state
 
@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rate, seconds = _median_rate(fn, args.items, args.repeats)
         rows.append({"method": method, "items_per_s": rate, "seconds": seconds, **common})
     rows[1]["neural_share"] = neural_share
+    rows[0]["stored_items"] = float(state.bucket.sum())  # every arrival counted in a bucket
     sketch = CountMin.for_bytes(n_bytes, depth=3)
     chunks = [stream[i:i + args.batch] for i in range(0, len(stream), args.batch)]
 
