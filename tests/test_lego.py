@@ -282,3 +282,22 @@ def test_power_basis_init_is_spread_within_range():
     for bad in ("power0", "powerx"):
         with pytest.raises(ValueError, match="power"):
             LegoSketch(SMALL, basis_init=bad)
+
+
+def test_dlego_light_part_matches_a_plain_lego_sketch():
+    """D-Lego's light part (evaluate._lego_light) keeps Store's returned state: its
+    estimates equal a plain store-then-query of the same items (buckets included)."""
+    from pipeline.workloads.lego.evaluate import _lego_light, lego_estimates
+
+    torch.manual_seed(0)
+    model = LegoSketch(SMALL)
+    with torch.no_grad():
+        for parameter in model.decoder.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+        model.decoder.head[-1].bias.fill_(0.5)
+    items, counts = eval_stream(3000, 1.1)
+    gate = {"item_threshold": 0.0, "skew_threshold": 9.0}  # the decoder everywhere
+    store, query = _lego_light(model, "cpu", **gate)(3 * SMALL.brick_bytes)
+    store(items, counts)
+    expected = lego_estimates(model, items, counts, 3, "auto", **gate)
+    np.testing.assert_allclose(query(items), expected, rtol=1e-6)

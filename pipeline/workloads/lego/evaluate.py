@@ -35,14 +35,15 @@ def lego_estimates(model: LegoSketch, items: np.ndarray, counts: np.ndarray, bri
 
 def _lego_light(model: LegoSketch, device: str, **query_kw):
     def factory(light_bytes: int):
-        state = model.new_memory(light_bytes // model.geometry.brick_bytes, device=device)
+        sketch = {"state": model.new_memory(light_bytes // model.geometry.brick_bytes, device=device)}
 
         def store(items, counts):
-            with torch.no_grad():
-                model.store(state, torch.from_numpy(items).to(device), torch.from_numpy(counts).float().to(device))
+            with torch.no_grad():  # keep the returned state: it carries the counting buckets
+                sketch["state"] = model.store(sketch["state"], torch.from_numpy(items).to(device),
+                                              torch.from_numpy(counts).float().to(device))
 
         def query(items):
-            return model.query(state, torch.from_numpy(items).to(device), **query_kw).double().cpu().numpy()
+            return model.query(sketch["state"], torch.from_numpy(items).to(device), **query_kw).double().cpu().numpy()
 
         return store, query
     return factory
