@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     fronts(rows).to_csv(out / "fronts.csv", index=False)
     table = synoptic_table(rows)
     table.to_csv(out / "synoptic.csv", index=False)
-    print(table.to_string(index=False))
+    print(table.to_string(index=False, float_format=lambda value: f"{value:.3g}"))
 
 
 if __name__ == "__main__":
