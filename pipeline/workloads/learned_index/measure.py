@@ -8,6 +8,11 @@ window's edges: an answer on the edge whose neighbour says the lower bound lies 
 (possible for an absent key at the seam of two leaves, see models.py) is finished by a
 branch-free search of the rest of the table, counted in `fallbacks`.
 
+Two lookup loops (`time_lookups(..., batch=G)`): the plain one, one query after the other
+(the seed's and SOSD's measurement), and a staged one that interleaves G queries so that
+their memory reads overlap (`_lookup_sum_batched`); the floors (`time_random_read_*`) are
+what one random read per query costs on the same table.
+
 Reduction factor, both of the seed's definitions, in percent of the table thrown out:
 `reduction_factor` is the mean over the queries of 1 - window / n (§2, the empirical one),
 `reduction_factor_train` the same over the table's keys from the errors measured at build.
