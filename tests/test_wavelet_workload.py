@@ -52,8 +52,15 @@ def test_bad_params(field, value):
 
 
 def test_kary_needs_per_query_mode():
-    with pytest.raises(ValidationError, match="candidates"):
-        get("wavelet_mapping").make_params({"group": 16, "candidates": 5})
+    workload = get("wavelet_mapping")
+    params = workload.make_params({**workload.smoke_params, "group": 16, "candidates": 5})
+    with pytest.raises(ValueError, match="per-query"):
+        workload.run(params, LocalReporter())
+    from pipeline.config import load_task
+    from pipeline.space import violated
+
+    task = load_task(Path(__file__).resolve().parents[1] / "tasks" / "wavelet_mapping.yaml", profile="quick")
+    assert "per-query" in violated(task.space, params)
 
 
 def test_task_file_validates():
