@@ -154,7 +154,7 @@ class MLflowTrials(Callback):
         self.parent_run_id = parent_run_id
         self.workload_metrics = set(workload_metrics) | {"rejected", "final"}
         self.runs: dict[str, str] = {}
-        self.seen: dict[str, tuple[str, dict]] = {}  # trial id -> (name, config)
+        self.names: dict[str, str] = {}  # trial id -> trial name, the child run's name
         self.printer = printer
         self.total = total
         self.done = 0
@@ -176,15 +176,14 @@ class MLflowTrials(Callback):
         if found:
             run_id = found[0].info.run_id
         else:
-            name, _ = self.seen.get(trial_id, (trial_id, {}))
+            name = self.names.get(trial_id, trial_id)
             run_id = client.create_run(self.experiment_id, run_name=name, tags={
                 "mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial_id}).info.run_id
         self.runs[trial_id] = run_id
         return run_id
 
     def _remember(self, trial) -> str:
-        if trial.trial_id not in self.seen:
-            self.seen[trial.trial_id] = (str(trial), dict(trial.config))
+        self.names.setdefault(trial.trial_id, str(trial))
         return trial.trial_id
 
     def _send(self, what: str, trial_id: str, action: Callable[[MlflowClient, str], Any]) -> None:
