@@ -263,6 +263,12 @@ def _log_front(safe, client, parent_run_id: str, resolved: ResolvedTask, frame: 
     if len(complete):
         static_front(complete, objectives, folder / "front.png", title, baselines)
         interactive_front(complete, objectives, folder / "front.html", title, baselines)
+    if workload.report is not None and len(complete):
+        try:
+            (folder / "report").mkdir()
+            workload.report(frame, folder / "report")
+        except Exception as err:  # noqa: BLE001 - a failing summary must not lose the front
+            callback.printer(f"report of {workload.name} failed: {err}")
     safe.call("front artifacts", lambda: client.log_artifacts(parent_run_id, str(folder)))
     counts = frame.assign(kind=np.where(frame["rejected"] == 1, "rejected",
                                         np.where(frame["status"] == "FAILED", "failed",

@@ -123,6 +123,23 @@ def test_asha_front_only_counts_full_budget(ray_session, tmp_path, monkeypatch):
     assert all(statuses[t] == "FINISHED" for t in front_ids)
 
 
+def test_workload_report_is_logged_with_the_front(ray_session, tmp_path, monkeypatch):
+    """A workload's `report` hook (learned_index: seed 001 Table 2) lands under `report/`
+    of the parent run, made from the run's own trials."""
+    summary, client, _ = _run(tmp_path, "tasks/learned_index.yaml", [
+        "search.num_samples=3", "params.level=[L1]", "params.dist=[normal]", "params.queries=2000",
+        "params.repeats=1", "search_space={parameters: {model: {type: choice, values: [none, linear, ko]}}}",
+    ], monkeypatch)
+    assert summary["trials"].get("finished", 0) >= 1
+    files = {a.path for a in client.list_artifacts(summary["parent_run_id"], "report")}
+    assert files == {"report/fronts.csv", "report/synoptic.csv"}
+    import pandas as pd
+
+    table = pd.read_csv(client.download_artifacts(summary["parent_run_id"], "report/synoptic.csv", str(tmp_path)))
+    assert set(table["level"]) == {"L1"}
+    assert table["time_s"].notna().any()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -108,6 +108,11 @@ class Workload:
     #: Optional: checks across fields of params that pydantic validators cannot see
     #: (e.g. a file that must exist). Raise ValueError with a one-line message.
     validate: Callable[[Params], None] | None = None
+    #: Optional: a summary of the whole run, made after the front from every trial's row
+    #: (the driver's `trials.csv` frame), written as files into the given folder; the
+    #: pipeline logs them under `report/` of the parent MLflow run (e.g. seed 001's
+    #: Table 2 for `learned_index`).
+    report: Callable[[Any, Path], None] | None = None
 
     def make_params(self, values: dict[str, Any]) -> Params:
         return self.params.model_validate(values)

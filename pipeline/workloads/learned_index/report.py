@@ -152,6 +152,16 @@ def synopses_yaml(synopses: dict) -> str:
     return "\n".join(lines)
 
 
+def write(trials: pd.DataFrame, out: Path) -> None:
+    """The per-table fronts and the synoptic table of a run's trials, as CSV files in `out`
+    (the workload's `report` hook: the pipeline logs them with the run's front)."""
+    rows = from_trials(trials)
+    if rows.empty:
+        return
+    fronts(rows).to_csv(out / "fronts.csv", index=False)
+    synoptic_table(rows).to_csv(out / "synoptic.csv", index=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trials", nargs="?", help="a pipeline run's trials.csv")
@@ -168,12 +178,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.trials:
         parser.error("give a trials.csv or --mine LEVEL")
-    rows = from_trials(pd.read_csv(args.trials))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    fronts(rows).to_csv(out / "fronts.csv", index=False)
-    table = synoptic_table(rows)
-    table.to_csv(out / "synoptic.csv", index=False)
+    write(pd.read_csv(args.trials), out)
+    if not (out / "synoptic.csv").exists():
+        raise SystemExit(f"error: {args.trials}: no finished trial with per-table metrics")
+    table = pd.read_csv(out / "synoptic.csv")
     print(table.to_string(index=False, float_format=lambda value: f"{value:.3g}"))
 
 

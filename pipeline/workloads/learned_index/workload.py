@@ -238,6 +238,13 @@ def baselines(params: LearnedIndexParams) -> list[dict]:
     return rows
 
 
+def _report(trials, out) -> None:
+    # seed 001 Table 2 and the per-table fronts, logged with the run's front
+    from pipeline.workloads.learned_index import report
+
+    report.write(trials, out)
+
+
 def _metric_names() -> tuple[str, ...]:
     levels = ("L1", "L2", "L3", "L4", "custom")
     dists = ("uniform_dense", "uniform_sparse", "normal", "lognormal", "user")
@@ -253,6 +260,7 @@ WORKLOAD = Workload(
     smoke_params={"model": "rmi", "rmi_bits": 8, "level": "L1", "queries": 20_000, "repeats": 1},
     baselines=baselines,
     validate=validate,
+    report=_report,
 )
 
 
