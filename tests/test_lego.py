@@ -123,6 +123,21 @@ def test_kernels_match_torch_reference(ablations):
         torch.testing.assert_close(outs[True][1][mode], outs[False][1][mode], rtol=1e-4, atol=1e-4)
     neural, rule = outs[False][1]["neural"], outs[False][1]["rule"]
     assert (neural < rule - 0.1).float().mean() > 0.5  # the decoder was exercised, not just the min
+    if not ablations.scanning:
+        return  # without scanning "auto" decodes every brick
+    # some bricks decoded, some read by the rule: the kernel gathers the decoded items into
+    # tiles and must put each estimate back in its item's place
+    with torch.no_grad():
+        threshold = float(model.scan(state)[2].median()) * model.item_scale
+    mixed = {}
+    for flag in (True, False):
+        model.use_kernels = flag
+        use_neural, _ = model.ensemble_choice(state, "auto", item_threshold=threshold, skew_threshold=9.0)
+        mixed[flag] = model.query(state, x, mode="auto", item_threshold=threshold, skew_threshold=9.0)
+    assert 0 < int(use_neural.sum()) < len(use_neural)
+    torch.testing.assert_close(mixed[True], mixed[False], rtol=1e-4, atol=1e-4)
+
+
 def test_brick_count_change_needs_no_retraining():
     model = LegoSketch(SMALL)
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -6,7 +6,10 @@ to float tolerance, which tests/test_lego.py checks), fused into one pass per it
 instead of a dozen full-array tensor ops; training keeps the torch path for autograd.
 Store is one sequential loop (scatter-adds would race); Query runs in parallel blocks.
 Hand-written because the decoder is a few tiny MLPs per item: batched torch matmuls of
-width 8-32 were no faster in our timing and need n x rows x width intermediates.
+width 8-32 were no faster in our timing and need n x rows x width intermediates. The
+decoder runs on tiles of TILE items with the tile innermost (outputs x items), so every
+layer vectorises however narrow it is; per item, one layer after the other with the
+outputs innermost ran at about half the rate (docs/benchmarks.md, Lego throughput).
 """
 
 from __future__ import annotations
@@ -59,22 +62,100 @@ def store_kernel(items, counts, basis, embed_mult, embed_add, addr_mult, addr_ad
         bucket[brick] += count
 
 
+#: items decoded together: the decoder's layers run on a tile of this many items, the
+#: innermost loop over the tile (contiguous, so LLVM vectorises it at any layer width)
+TILE = 64
+
+
 @numba.njit(inline="always")
-def _dense(x, n_in, weight_t, bias, out, leaky):
-    # out = bias + x @ weight_t, then LeakyReLU(0.01); the loop over outputs is innermost
-    # and contiguous, so LLVM vectorises it (the caller pads outputs to a multiple of 8,
-    # AVX2's float32 width, with zero weights and bias)
-    n_out = out.shape[0]
+def _bias_tile(bias, out, columns):
+    for j in range(out.shape[0]):
+        b = bias[j]
+        for t in range(columns):
+            out[j, t] = b
+
+
+@numba.njit(inline="always")
+def _dense_tile(x, weight_t, out, columns, leaky):
+    # out[:, :columns] += weight_t.T @ x[:, :columns] (out holds the bias), then
+    # LeakyReLU(0.01); x: (inputs, >= columns), weight_t: (inputs, outputs)
+    n_in, n_out = weight_t.shape
     for j in range(n_out):
-        out[j] = bias[j]
-    for k in range(n_in):
-        xk = x[k]
-        for j in range(n_out):
-            out[j] += xk * weight_t[k, j]
-    if leaky:
-        for j in range(n_out):
-            if out[j] < 0:
-                out[j] *= np.float32(0.01)
+        for k in range(n_in):
+            w = weight_t[k, j]
+            for t in range(columns):
+                out[j, t] += w * x[k, t]
+        if leaky:
+            for t in range(columns):
+                if out[j, t] < 0:
+                    out[j, t] *= np.float32(0.01)
+
+
+@numba.njit(cache=True, fastmath={"contract"})  # fused multiply-adds; nothing else relaxed
+def _decode_tile(count, depth, index, tile_brick, tile_load, tile_rule, tile_read, tile_embedding,
+                 e1_w, e1_b, e2_w, e2_b, e3_w, e3_b, b1_w, b1_b, b2_w, b2_b, h1_w, h1_b, h2_w, h2_b, h3_w, h3_b,
+                 elements, h_e1, h_e2, h_e3, body_in, h_b1, head_in, h_h1, h_h2, h_z, out):
+    """The neural decoder of `model.EnsembleDecoder` on `count` items gathered in a tile
+    (their read values, embeddings, rule-based estimates, bricks and loads), with the
+    ensemble's min/clamp; writes out[index[t]]."""
+    pooled_size = e3_w.shape[1]
+    # element network over every (row, item) pair: column d * count + t
+    for d in range(depth):
+        for t in range(count):
+            c = d * count + t
+            load = tile_load[t]
+            read = tile_read[d, t]
+            embedding = tile_embedding[d, t]
+            ratio = np.log1p(max(read / embedding, np.float32(0.0)) / load)
+            elements[0, c] = np.log1p(max(read, np.float32(0.0)) / load)
+            elements[1, c] = embedding
+            elements[2, c] = ratio
+            # sorted ratios (insertion sort over the rows seen so far) go to body and head
+            k = d
+            while k > 0 and body_in[pooled_size + k - 1, t] > ratio:
+                body_in[pooled_size + k, t] = body_in[pooled_size + k - 1, t]
+                k -= 1
+            body_in[pooled_size + k, t] = ratio
+    columns = depth * count
+    _bias_tile(e1_b, h_e1, columns)
+    _dense_tile(elements, e1_w, h_e1, columns, True)
+    _bias_tile(e2_b, h_e2, columns)
+    _dense_tile(h_e1, e2_w, h_e2, columns, True)
+    _bias_tile(e3_b, h_e3, columns)
+    _dense_tile(h_e2, e3_w, h_e3, columns, True)
+    for j in range(pooled_size):  # mean over the rows
+        for t in range(count):
+            body_in[j, t] = 0.0
+        for d in range(depth):
+            for t in range(count):
+                body_in[j, t] += h_e3[j, d * count + t]
+        for t in range(count):
+            body_in[j, t] /= np.float32(depth)
+    for t in range(count):
+        body_in[pooled_size + depth, t] = np.log1p(tile_rule[t] / tile_load[t])
+    for j in range(b1_w.shape[1]):  # per-brick biases (log load, stream features folded in)
+        for t in range(count):
+            h_b1[j, t] = b1_b[tile_brick[t], j]
+    _dense_tile(body_in, b1_w, h_b1, count, True)
+    hidden = b2_w.shape[1]  # the body's output is the head's first input
+    _bias_tile(b2_b, head_in[:hidden], count)
+    _dense_tile(h_b1, b2_w, head_in[:hidden], count, True)
+    for j in range(depth + 1):
+        for t in range(count):
+            head_in[hidden + j, t] = body_in[pooled_size + j, t]
+    for j in range(h1_w.shape[1]):
+        for t in range(count):
+            h_h1[j, t] = h1_b[tile_brick[t], j]
+    _dense_tile(head_in, h1_w, h_h1, count, True)
+    _bias_tile(h2_b, h_h2, count)
+    _dense_tile(h_h1, h2_w, h_h2, count, True)
+    _bias_tile(h3_b, h_z, count)
+    _dense_tile(h_h2, h3_w, h_z, count, False)
+    for t in range(count):
+        rule = tile_rule[t]
+        neural = rule - tile_load[t] * h_z[0, t]
+        estimate = neural if neural < rule else rule
+        out[index[t]] = estimate if estimate > 0 else np.float32(0.0)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -84,33 +165,37 @@ def query_kernel(items, basis, embed_mult, embed_add, addr_mult, addr_add, brick
                  b1_w, b1_b, b2_w, b2_b,
                  h1_w, h1_b, h2_w, h2_b, h3_w, h3_b,
                  blocks, out):
-    """Query in one pass per item (seed 003 Algorithm 2): route, embed, read, the
-    rule-based estimate, and where `use_neural[brick]` the neural decoder of
-    `model.EnsembleDecoder` with the ensemble's min/clamp. Every weight matrix is
-    transposed (inputs x outputs). The decoder's per-brick inputs (log load and the
-    scanned stream features) are folded into `b1_b` (bricks, hidden) and `h1_b`
+    """Query (seed 003 Algorithm 2): route, embed, read and the rule-based estimate in one
+    pass per item; the items whose brick uses the neural estimate (`use_neural[brick]`)
+    are gathered into tiles of TILE and decoded together by `_decode_tile`. Every weight
+    matrix is transposed (inputs x outputs). The decoder's per-brick inputs (log load and
+    the scanned stream features) are folded into `b1_b` (bricks, hidden) and `h1_b`
     (bricks, hidden) by the caller, so per item only the item's own inputs are
     multiplied. Items are processed in `blocks` parallel blocks, one scratch set each
     (the caller passes a few per thread: numba.get_num_threads() inside a cached kernel
     would make it uncacheable)."""
     bricks, depth, slots = memory.shape
     n = items.shape[0]
-    pooled_size = e3_w.shape[1]
     per_block = (n + blocks - 1) // blocks
     for block in numba.prange(blocks):
         embedding = np.empty(depth, np.float32)
-        read = np.empty(depth, np.float32)
-        ratio = np.empty(depth, np.float32)
-        features = np.empty(3, np.float32)
-        h_e1 = np.empty(e1_w.shape[1], np.float32)
-        h_e2 = np.empty(e2_w.shape[1], np.float32)
-        h_e3 = np.empty(e3_w.shape[1], np.float32)
-        body_in = np.empty(b1_w.shape[0], np.float32)  # pooled, sorted ratios, log1p(rule / load)
-        h_b1 = np.empty(b1_w.shape[1], np.float32)
-        head_in = np.empty(h1_w.shape[0], np.float32)  # hidden, sorted ratios, log1p(rule / load)
-        h_h1 = np.empty(h1_w.shape[1], np.float32)
-        h_h2 = np.empty(h2_w.shape[1], np.float32)
-        h_z = np.empty(h3_w.shape[1], np.float32)  # padded: only h_z[0] is the output
+        index = np.empty(TILE, np.int64)
+        tile_brick = np.empty(TILE, np.int64)
+        tile_load = np.empty(TILE, np.float32)
+        tile_rule = np.empty(TILE, np.float32)
+        tile_read = np.empty((depth, TILE), np.float32)
+        tile_embedding = np.empty((depth, TILE), np.float32)
+        elements = np.empty((3, depth * TILE), np.float32)
+        h_e1 = np.empty((e1_w.shape[1], depth * TILE), np.float32)
+        h_e2 = np.empty((e2_w.shape[1], depth * TILE), np.float32)
+        h_e3 = np.empty((e3_w.shape[1], depth * TILE), np.float32)
+        body_in = np.empty((b1_w.shape[0], TILE), np.float32)  # pooled, sorted ratios, log1p(rule / load)
+        h_b1 = np.empty((b1_w.shape[1], TILE), np.float32)
+        head_in = np.empty((h1_w.shape[0], TILE), np.float32)  # hidden, sorted ratios, log1p(rule / load)
+        h_h1 = np.empty((h1_w.shape[1], TILE), np.float32)
+        h_h2 = np.empty((h2_w.shape[1], TILE), np.float32)
+        h_z = np.empty((h3_w.shape[1], TILE), np.float32)  # padded: only row 0 is the output
+        count = 0
         for i in range(block * per_block, min(n, (block + 1) * per_block)):
             item = items[i]
             brick = 0 if bricks == 1 else _hash(item, brick_mult[0], brick_add[0], bricks)
@@ -118,46 +203,27 @@ def query_kernel(items, basis, embed_mult, embed_add, addr_mult, addr_add, brick
             rule = np.float32(np.inf)
             for d in range(depth):
                 value = memory[brick, d, _hash(item, addr_mult[d], addr_add[d], slots)]
-                read[d] = value
+                tile_read[d, count] = value
+                tile_embedding[d, count] = embedding[d]
                 r = value / embedding[d]
                 if r < rule:
                     rule = r
             if not use_neural[brick]:
                 out[i] = rule
                 continue
-            brick_load = load[brick]
-            # element network over the item's (read, embedding, ratio) rows, mean-pooled
-            for j in range(pooled_size):
-                body_in[j] = 0.0
-            for d in range(depth):
-                ratio[d] = np.log1p(max(read[d] / embedding[d], np.float32(0.0)) / brick_load)
-                features[0] = np.log1p(max(read[d], np.float32(0.0)) / brick_load)
-                features[1] = embedding[d]
-                features[2] = ratio[d]
-                _dense(features, 3, e1_w, e1_b, h_e1, True)
-                _dense(h_e1, h_e1.shape[0], e2_w, e2_b, h_e2, True)
-                _dense(h_e2, h_e2.shape[0], e3_w, e3_b, h_e3, True)
-                for j in range(pooled_size):
-                    body_in[j] += h_e3[j]
-            for j in range(pooled_size):
-                body_in[j] /= np.float32(depth)
-            # sorted ratios (insertion sort of `depth` values) and the rule-based estimate
-            for d in range(depth):
-                value = ratio[d]
-                k = d
-                while k > 0 and body_in[pooled_size + k - 1] > value:
-                    body_in[pooled_size + k] = body_in[pooled_size + k - 1]
-                    k -= 1
-                body_in[pooled_size + k] = value
-            body_in[pooled_size + depth] = np.log1p(rule / brick_load)
-            _dense(body_in, body_in.shape[0], b1_w, b1_b[brick], h_b1, True)
-            hidden = head_in[:b2_w.shape[1]]  # the body's output is the head's first input
-            _dense(h_b1, h_b1.shape[0], b2_w, b2_b, hidden, True)
-            for j in range(depth + 1):
-                head_in[hidden.shape[0] + j] = body_in[pooled_size + j]
-            _dense(head_in, head_in.shape[0], h1_w, h1_b[brick], h_h1, True)
-            _dense(h_h1, h_h1.shape[0], h2_w, h2_b, h_h2, True)
-            _dense(h_h2, h_h2.shape[0], h3_w, h3_b, h_z, False)
-            neural = rule - brick_load * h_z[0]
-            estimate = neural if neural < rule else rule
-            out[i] = estimate if estimate > 0 else np.float32(0.0)
+            index[count] = i
+            tile_brick[count] = brick
+            tile_load[count] = load[brick]
+            tile_rule[count] = rule
+            count += 1
+            if count == TILE:
+                _decode_tile(count, depth, index, tile_brick, tile_load, tile_rule, tile_read, tile_embedding,
+                             e1_w, e1_b, e2_w, e2_b, e3_w, e3_b, b1_w, b1_b, b2_w, b2_b,
+                             h1_w, h1_b, h2_w, h2_b, h3_w, h3_b, elements, h_e1, h_e2, h_e3, body_in,
+                             h_b1, head_in, h_h1, h_h2, h_z, out)
+                count = 0
+        if count:
+            _decode_tile(count, depth, index, tile_brick, tile_load, tile_rule, tile_read, tile_embedding,
+                         e1_w, e1_b, e2_w, e2_b, e3_w, e3_b, b1_w, b1_b, b2_w, b2_b,
+                         h1_w, h1_b, h2_w, h2_b, h3_w, h3_b, elements, h_e1, h_e2, h_e3, body_in,
+                         h_b1, head_in, h_h1, h_h2, h_z, out)
