@@ -33,11 +33,36 @@ def _eval_params(**overrides):
 @pytest.mark.parametrize("bad", [
     {"methods": ["lego", "bloom"]}, {"methods": []}, {"eval_brick_counts": [0, 3]}, {"eval_skews": []},
     {"distinct_min": 5000, "distinct_max": 100}, {"skew_min": 1.5, "skew_max": 0.5}, {"embedding": "cnn"},
-    {"basis_init": "zeros"}, {"steps": 0}, {"slots": 5}, {"unknown_key": 1},
+    {"basis_init": "zeros"}, {"steps": 0}, {"slots": 5}, {"unknown_key": 1}, {"value_floor": 0}, {"value_floor": 1},
 ])
 def test_lego_params_reject_bad_values(bad):
     with pytest.raises(ValueError):
         WORKLOAD.make_params(bad)
+
+
+def test_lego_value_floor_reaches_the_model():
+    from pipeline.workloads.lego.workload import _build
+
+    params = WORKLOAD.make_params({"depth": 4, "slots": 64, "basis_size": 200, "basis_init": "power12",
+                                   "value_floor": 1e-5})
+    model = _build(params)
+    assert model.value_range == (1e-5, 1.0)
+    basis = model.basis.detach()
+    assert basis.min() >= 1e-5 and (basis < 1e-3).any()  # below the old 0.001 floor
+    with torch.no_grad():
+        model.basis.fill_(1e-7)
+    model.clamp_basis()
+    assert torch.all(model.basis == torch.tensor(1e-5))
+
+
+def test_geometry_scan_rows():
+    from pipeline.workloads.lego.geometry_scan import scan
+
+    rows = scan([2, 4], [16], ["power6"], [1e-3, 1e-5], [0, 1], [1.1], [1, 2], brick_bytes=4096, distinct=1500)
+    assert len(rows) == 2 * 2 * 2  # (depth, floor) x brick counts
+    assert {r["slots"] for r in rows} == {512, 256}  # equal bytes per brick: slots = bytes / (4 x rows)
+    for r in rows:
+        assert math.isfinite(r["ratio_mean"]) and 0 < r["ratio_mean"] <= r["ratio_worst"]
 
 
 def test_lego_validate_dlego_needs_two_bricks():

@@ -41,6 +41,8 @@ class LegoParams(Params):
     embedding: str = Field("hash", description="'hash' (Lego) or 'mlp' (meta-sketch-like MLP embedding)")
     basis_init: str = Field("power", description="learnable vector init: 'power[k]' (u^k, k=6 by default; ours), "
                             "'log_uniform' (ours) or 'authors' (flat + noise)")
+    value_floor: float = Field(0.001, gt=0, lt=1, description="learnable values are clamped to [value_floor, 1] "
+                               "(appendix C; the seed text as extracted lost the range; 0.001 was ours until now)")
     # ablations of §5.5
     learnable_vector: bool = Field(True, description="False: ablation, fixed hashed vector")
     normalize: bool = Field(True, description="False: ablation, no embedding normalisation")
@@ -134,7 +136,8 @@ class LegoParams(Params):
 
 def _build(params: LegoParams, embedding: str | None = None) -> LegoSketch:
     ablations = Ablations(params.learnable_vector, params.normalize, params.scanning)
-    return LegoSketch(params.geometry(embedding), ablations, basis_init=params.basis_init)
+    return LegoSketch(params.geometry(embedding), ablations, value_range=(params.value_floor, 1.0),
+                      basis_init=params.basis_init)
 
 
 def _summary(rows: list[dict], bricks: int, method: str) -> dict[str, float]:
