@@ -20,7 +20,7 @@ import json
 import time
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from pipeline.workloads.base import Params, Reporter, Workload, finite_metrics
 from pipeline.workloads.wavelet.btree import StaticBPlusTree
@@ -48,32 +48,20 @@ class WaveletParams(Params):
     rmi_bits: int = Field(14, ge=1, le=24, description="log2 of the RMI's leaf count")
     btree_fanout: int = Field(64, ge=2, le=1024, description="fanout (and leaf size) of the B+-tree secondary index peer")
 
-    @field_validator("arity")
+    @field_validator("arity", "rank")
     @classmethod
-    def _arity(cls, value: int) -> int:
-        if value not in ARITIES:
-            raise ValueError(f"arity must be one of {ARITIES}, got {value}")
+    def _one_of(cls, value: int | str, info: ValidationInfo) -> int | str:
+        allowed = {"arity": ARITIES, "rank": RANK_KINDS}[info.field_name]
+        if value not in allowed:
+            raise ValueError(f"{info.field_name} must be one of {allowed}, got {value!r}")
         return value
 
-    @field_validator("rank")
+    @field_validator("sample_rate", "block_lines")
     @classmethod
-    def _rank(cls, value: str) -> str:
-        if value not in RANK_KINDS:
-            raise ValueError(f"rank must be one of {RANK_KINDS}, got {value!r}")
-        return value
-
-    @field_validator("sample_rate")
-    @classmethod
-    def _sample_rate(cls, value: int) -> int:
-        if value < 64 or value > 65536 or value & (value - 1):
-            raise ValueError(f"sample_rate must be a power of two in [64, 65536], got {value}")
-        return value
-
-    @field_validator("block_lines")
-    @classmethod
-    def _block_lines(cls, value: int) -> int:
-        if value < 1 or value > 1024 or value & (value - 1):
-            raise ValueError(f"block_lines must be a power of two in [1, 1024], got {value}")
+    def _power_of_two(cls, value: int, info: ValidationInfo) -> int:
+        low, high = {"sample_rate": (64, 65536), "block_lines": (1, 1024)}[info.field_name]
+        if value < low or value > high or value & (value - 1):
+            raise ValueError(f"{info.field_name} must be a power of two in [{low}, {high}], got {value}")
         return value
 
     # group > 1 with candidates > 1 is refused by `UnsortedIndex.search` (a one-line error)
