@@ -22,6 +22,9 @@ MODELS = [
     ("rmi", {"top": "cubic", "leaf": "loglinear", "bits": 7}),
     ("rmi", {"top": "loglinear", "leaf": "linear", "bits": 9}),
     ("rmi", {"top": "radix", "leaf": "cubic", "bits": 12}),
+    ("rmi", {"top": "normal", "leaf": "linear", "bits": 8}),
+    ("rmi", {"top": "lognormal", "leaf": "cubic", "bits": 6}),
+    ("rmi", {"top": "lognormal", "leaf": "loglinear", "bits": 9}),
     ("pgm", {"epsilon": 8}),
     ("pgm", {"epsilon": 64, "epsilon_recursive": 2}),
     ("pgm_bicriteria", {"space_bound": 0.01, "a": 1.0}),
@@ -163,12 +166,32 @@ def test_parametric_sizes_are_hand_counts():
     # RMI: top (2 params) + key range and scale (3), then per leaf 2 params + 1 error
     assert fit_model("rmi", keys, top="linear", leaf="linear", bits=4).size_bytes == 5 * 8 + 16 * 3 * 8
     assert fit_model("rmi", keys, top="radix", leaf="cubic", bits=3).size_bytes == 4 * 8 + 8 * 7 * 8
+    # normal / lognormal top: mean, 1 / stdev, scale and the smallest key (4), + 3
+    assert fit_model("rmi", keys, top="lognormal", leaf="linear", bits=4).size_bytes == 7 * 8 + 16 * 3 * 8
     # B+-tree, fanout 4: inner levels of 25, 7 and 2 keys, 4 level offsets, 2 errors
     assert fit_model("btree", keys, fanout=4).size_bytes == (25 + 7 + 2) * 8 + 4 * 8 + 2 * 8
     # PGM on a line: one segment (3 x 8), 2 offsets, key range + epsilon, 2 errors
     assert fit_model("pgm", keys, epsilon=4).size_bytes == 3 * 8 + 2 * 8 + 3 * 8 + 2 * 8
     # RadixSpline on a line: 2 spline points (16 each), 2^4 + 1 table entries of 4, 3 x 8, 2 errors
     assert fit_model("radix_spline", keys, epsilon=4, radix_bits=4).size_bytes == 2 * 16 + 17 * 4 + 3 * 8 + 2 * 8
+
+
+def test_cdf_tops_follow_the_rmi_library():
+    """The normal / lognormal top is the RMI library's ncdf / lncdf: mean and population
+    stdev of the key (of ln key), scale = the last position, phi = its logistic."""
+    from pipeline.workloads.learned_index import rmi
+
+    keys = data.synthetic_keys("lognormal", 20000, seed=1)
+    model = fit_model("rmi", keys, top="lognormal", leaf="linear", bits=8)
+    top = model.window_state[1]
+    logs = np.log(keys.astype(np.float64))
+    assert np.allclose(top, [logs.mean(), 1 / logs.std(), keys.size - 1, float(keys[0])])
+    assert abs(rmi._phi(0.0) - 0.5) < 1e-12 and abs(rmi._phi(1.0) - 1 / (1 + (1 - 1.65451 / 64) ** 64)) < 1e-12
+    assert rmi._phi(1e6) == 1.0 and rmi._phi(-1e6) < 1e-200
+    # on keys drawn from their own family the CDF top routes evenly: tiny windows, unlike
+    # a linear top on the same table
+    linear = fit_model("rmi", keys, top="linear", leaf="linear", bits=8)
+    assert model.train_window < 8 < linear.train_window
 
 
 def test_rmi_two_phase_search_structure():
