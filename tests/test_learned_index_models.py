@@ -252,3 +252,28 @@ def test_sy_rmi_synopsis_from_fronts():
     pair_ratios = [c.branching / c.size_bytes for front in fronts for c in front
                    if (c.top, c.leaf) == (paired.top, paired.leaf)]
     assert paired.units_per_byte == pytest.approx(float(np.median(pair_ratios)))
+
+
+def test_sy_rmi_tie_break_takes_the_pair_fastest_across_tables(monkeypatch):
+    """Two tables, two winners (one vote each): "time" takes the pair whose slowdown over
+    the tables is smaller; "first" keeps the first table's winner."""
+    from pipeline.workloads.learned_index import measure, rmi
+
+    tables = [data.synthetic_keys("normal", 2000, seed=1), data.synthetic_keys("lognormal", 2000, seed=1)]
+    cand = lambda top, bits: rmi.RmiCandidate(top, "linear", 2**bits, 100 * bits, 1.0, 1)  # noqa: E731
+    fronts = [[cand("linear", 6), cand("cubic", 7)], [cand("linear", 6), cand("cubic", 7)]]
+    # table 0: linear 10 ns, cubic 11 ns; table 1: cubic 10 ns, linear 30 ns
+    made = {(0, "linear"): 10.0, (0, "cubic"): 11.0, (1, "linear"): 30.0, (1, "cubic"): 10.0}
+    table_of = {id(t): i for i, t in enumerate(tables)}
+
+    def fake_time(keys, queries, model, search, repeats=1):
+        return measure.Timing(made[(table_of[id(keys)], model.params["top"])], 0.0, (), 0, 1.0, 0)
+
+    monkeypatch.setattr(measure, "time_lookups", fake_time)
+    timed = rmi.mine_synopsis(tables, query_fraction=0.001, fronts=fronts)
+    assert timed.votes == {"linear/linear": 1, "cubic/linear": 1}
+    assert (timed.top, timed.leaf) == ("cubic", "linear")  # slowdowns: cubic 1.05, linear 2.0
+    first = rmi.mine_synopsis(tables, query_fraction=0.001, fronts=fronts, tie_break="first")
+    assert (first.top, first.leaf) == ("linear", "linear")
+    with pytest.raises(ValueError, match="tie_break"):
+        rmi.mine_synopsis(tables, fronts=fronts, tie_break="coin")

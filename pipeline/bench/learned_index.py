@@ -85,7 +85,7 @@ def _synopsis(args, keys: np.ndarray, front: list, log) -> rmi.Synopsis:
             table = keys if own else data.synthetic_keys(dist, args.sy_n, args.seed)
             tables.append(table)
             fronts.append(front if own else _front(table, args.quick))
-    synopsis = rmi.mine_synopsis(tables, seed=args.seed, fronts=fronts, ub=args.sy_ub)
+    synopsis = rmi.mine_synopsis(tables, seed=args.seed, fronts=fronts, ub=args.sy_ub, tie_break=args.sy_tie_break)
     log(f"SY-RMI synopsis from {len(tables)} table(s) of {tables[-1].size} keys: UB {synopsis.units_per_byte:.4f} "
         f"leaves/byte, {synopsis.top}/{synopsis.leaf}, votes {synopsis.votes}, {time.perf_counter() - started:.0f} s")
     return synopsis
@@ -136,6 +136,8 @@ def main(argv: list[str]) -> list[dict]:
                         help="keys of the synthetic tables SY-RMI's synopsis is mined from (0: this table's front)")
     parser.add_argument("--sy-ub", default="all", choices=("all", "pair"),
                         help="SY-RMI's UB: median over all front RMIs (the seed) or over the winning pair's (rmi.py)")
+    parser.add_argument("--sy-tie-break", default="time", choices=("time", "first"),
+                        help="SY-RMI's pair on a tie of votes: fastest across the tables (ours) or the first table's")
     parser.add_argument("--pygm-queries", type=int, default=200_000, help="lookups timed through PyGM's Python API")
     parser.add_argument("--quick", action="store_true", help="a smaller RMI search (4 top x 2 leaf types)")
     parser.add_argument("--all-rows", action="store_true", help="also return every configuration timed")

@@ -132,14 +132,14 @@ QUICK_DISTS = ("uniform_sparse", "normal", "lognormal")  # the tables of tasks/l
 
 
 def mine(level: str, dists: tuple[str, ...] = QUICK_DISTS, seed: int = 0, l4_size: int = 10_000_000,
-         ub: str = "all"):
+         ub: str = "all", tie_break: str = "time"):
     """SY-RMI synopsis of a memory level (seed §3.2, §4): CDFShop's full two-phase fronts
     of the level's synthetic tables (one table per dist, at the level's size), UB and the
     relative-majority pair (timed on 1% of 1M queries per table)."""
     from pipeline.workloads.learned_index import data, rmi
 
     tables = [data.synthetic_keys(d, data.level_size(level, l4_size), seed) for d in dists]
-    return rmi.mine_synopsis(tables, seed=seed, ub=ub)
+    return rmi.mine_synopsis(tables, seed=seed, ub=ub, tie_break=tie_break)
 
 
 def synopses_yaml(synopses: dict) -> str:
@@ -171,10 +171,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dists", default=",".join(QUICK_DISTS), help="tables to mine from, comma-separated")
     parser.add_argument("--ub", default="all", choices=("all", "pair"), help="UB over all front RMIs (the seed) "
                                                                              "or the winning pair's (rmi.py)")
+    parser.add_argument("--tie-break", default="time", choices=("time", "first"),
+                        help="a tie of votes: the pair fastest across the tables (ours), or the first table's")
     args = parser.parse_args(argv)
     if args.mine:
         dists = tuple(args.dists.split(","))
-        print(synopses_yaml({level: mine(level, dists, ub=args.ub) for level in args.mine}))
+        print(synopses_yaml({level: mine(level, dists, ub=args.ub, tie_break=args.tie_break) for level in args.mine}))
         return
     if not args.trials:
         parser.error("give a trials.csv or --mine LEVEL")

@@ -384,7 +384,8 @@ class Synopsis:
 
 
 def mine_synopsis(tables: list[np.ndarray], query_fraction: float = 0.01, seed: int = 0,
-                  fronts: list[list[RmiCandidate]] | None = None, search: str = "bbs", ub: str = "all") -> Synopsis:
+                  fronts: list[list[RmiCandidate]] | None = None, search: str = "bbs", ub: str = "all",
+                  tie_break: str = "time") -> Synopsis:
     """Seed 001 §3.2/§4: UB = median over every returned RMI of branching / bytes; the
     winner pair by relative majority of the fastest RMI per table, timed on queries of
     1% of the seed's query count (1M), drawn from each table.
@@ -392,25 +393,47 @@ def mine_synopsis(tables: list[np.ndarray], query_fraction: float = 0.01, seed: 
     ub="all" is the seed's text. When the fronts hold mostly one leaf type (24-byte linear
     leaves) and the winner another (56-byte cubic leaves), that UB makes the SY-RMI
     overshoot its space bound by their ratio; ub="pair" takes the median over the winning
-    pair's RMIs only, which keeps the bound (our option, not the seed's)."""
+    pair's RMIs only, which keeps the bound (our option, not the seed's).
+
+    Ties: the seed does not say how a tie of the relative majority is broken, and with a
+    handful of tables every pair often has one vote. tie_break="time" (ours, the default)
+    takes the tied pair that is fastest across all the tables: the lowest mean over tables
+    of its fastest RMI's time / that table's fastest time (a pair absent from a table's
+    front counts as that table's slowest front RMI). tie_break="first" keeps the earlier
+    behaviour: linear_spline/linear if tied, else the first table's winner."""
     if ub not in ("all", "pair"):
         raise ValueError(f"ub must be 'all' or 'pair', got {ub!r}")
+    if tie_break not in ("time", "first"):
+        raise ValueError(f"tie_break must be 'time' or 'first', got {tie_break!r}")
     from pipeline.workloads.learned_index.data import make_queries
     from pipeline.workloads.learned_index.measure import time_lookups
 
     fronts = fronts or [optimize_rmi(keys) for keys in tables]
-    ratios, votes = [], {}
+    ratios, votes, per_table = [], {}, []
     for keys, front in zip(tables, fronts):
         queries = make_queries(keys, max(1000, int(1_000_000 * query_fraction)), seed=seed)
-        best = None
+        times: dict[tuple[str, str], float] = {}  # each pair's fastest RMI on this table
         for c in front:
             ratios.append(c.branching / c.size_bytes)
             model = fit_rmi(keys, c.top, c.leaf, branching=c.branching)
             ns = time_lookups(keys, queries, model, search, repeats=1).ns_per_lookup
-            if best is None or ns < best[0]:
-                best = (ns, (c.top, c.leaf))
-        votes[best[1]] = votes.get(best[1], 0) + 1
-    (top, leaf), _ = max(votes.items(), key=lambda item: (item[1], item[0] == ("linear_spline", "linear")))
+            times[(c.top, c.leaf)] = min(ns, times.get((c.top, c.leaf), np.inf))
+        winner = min(times, key=times.get)
+        votes[winner] = votes.get(winner, 0) + 1
+        per_table.append(times)
+    most = max(votes.values())
+    tied = [pair for pair, count in votes.items() if count == most]
+    if tie_break == "first" or len(tied) == 1:
+        top, leaf = max(tied, key=lambda pair: pair == ("linear_spline", "linear"))
+    else:
+        def slowdown(pair):
+            scores = []
+            for times in per_table:
+                fastest = min(times.values())
+                scores.append(times.get(pair, max(times.values())) / fastest)
+            return float(np.mean(scores))
+
+        top, leaf = min(tied, key=slowdown)
     if ub == "pair":
         ratios = [c.branching / c.size_bytes for front in fronts for c in front if (c.top, c.leaf) == (top, leaf)]
     return Synopsis(float(np.median(ratios)), top, leaf, {f"{t}/{l}": v for (t, l), v in votes.items()})
