@@ -189,6 +189,7 @@ def test_bench_rows_tiny():
     assert {"rmi <=2%", "pgm <=2%", "btree <=2%", "ko <=2%", "pgm <=0.2%", "sy_rmi <=2%"} <= methods
     assert {"rmi <=2% batched", "sy_rmi <=2% batched", "pgm <=0.2% batched"} <= methods
     assert all(r["batch"] == 8 for r in rows if r["method"].endswith(" batched"))
+    assert all(r["predict_ns"] > 0 for r in rows if r["method"].endswith("<=2% batched"))
     for row in rows:
         assert row["ns_per_lookup"] > 0
         if "budget" in row:

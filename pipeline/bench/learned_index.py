@@ -24,6 +24,10 @@ PyGM has no batch lookup: its `bisect_left` is called from a Python loop, so its
 includes a pybind11 call per query; `call_overhead_ns` (a no-op pybind11 method call) is
 reported beside it to read it by.
 
+The batched rows of the 2% budget also carry `predict_ns`: the model alone (its window
+for every query in one compiled loop, no table read), what a lookup costs before its
+first read of the table (`measure.time_predictions`).
+
 Floors, all over the table itself and timed like the lookups (measure.py):
 `random_read_floor` is the issue's, a compiled gather of one uniformly random read per
 query (independent reads, which the CPU overlaps: a throughput floor; LLVM vectorises it
@@ -41,7 +45,7 @@ import time
 import numpy as np
 
 from pipeline.workloads.learned_index import data, rmi
-from pipeline.workloads.learned_index.measure import (evaluate, expected_checksum, time_lookups,
+from pipeline.workloads.learned_index.measure import (evaluate, expected_checksum, time_lookups, time_predictions,
                                                       time_random_read_floor, time_random_read_latency,
                                                       time_searchsorted)
 from pipeline.workloads.learned_index.models import fit_model
@@ -213,6 +217,9 @@ def main(argv: list[str]) -> list[dict]:
                 if not fitting:
                     continue
                 best = min(fitting, key=lambda r: r["ns_per_lookup"])
+                if batched and budget == max(BUDGETS.values()):  # what the model alone costs per query
+                    best["predict_ns"] = time_predictions(fit_model(best["kind"], keys, **best["params"]), queries,
+                                                          args.repeats)
                 rows.append({"method": f"{kind} {label}{loop}", "budget": budget,
                              **{k: v for k, v in best.items() if k not in ("kind", "params")},
                              "speedup_vs_searchsorted": searchsorted / best["ns_per_lookup"],

@@ -246,6 +246,23 @@ def time_lookups(keys: np.ndarray, queries: np.ndarray, model: Model | None, sea
     return Timing(median, wall, samples, int(checksum), float(windows) / queries.size, int(fallbacks))
 
 
+@njit
+def _windows_sum(window, state, queries):
+    total = 0
+    for i in range(queries.size):
+        lo, hi = window(state, queries[i])
+        total += lo + hi
+    return total
+
+
+def time_predictions(model: Model, queries: np.ndarray, repeats: int = 3) -> float:
+    """ns per query of the model alone: its window over every query in one compiled loop,
+    no read of the table. What a lookup costs before its first table read."""
+    queries = np.ascontiguousarray(queries, dtype=KEY)
+    _windows_sum(model.window, model.window_state, queries[:64])
+    return _timed(lambda: _windows_sum(model.window, model.window_state, queries), queries.size, repeats)[0]
+
+
 def time_searchsorted(keys: np.ndarray, queries: np.ndarray, repeats: int = 3) -> float:
     """ns per lookup of numpy.searchsorted, vectorised over the same random-order queries."""
     return _timed(lambda: np.searchsorted(keys, queries, side="left"), queries.size, repeats)[0]
