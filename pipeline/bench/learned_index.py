@@ -13,7 +13,7 @@ two lookup loops, and the fastest within each budget is one row per loop:
 - `"<class> <=2% batched"`: the staged loop of `measure._lookup_sum_batched`, G queries
   interleaved (G in --batches; the row's `batch` says which won), BFS last mile.
 
-The RMIs are the front of CDFShop's full two-phase search (`rmi.optimize_rmi`, all 6 top x
+The RMIs are the front of CDFShop's full two-phase search (`rmi.optimize_rmi`, all 8 top x
 4 leaf types; `--quick` narrows it), each timed. SY-RMI (seed §3.2) takes its synopsis
 from the CDFShop fronts of the four SOSD-style synthetic tables at --sy-n keys (UB = median
 branching / bytes over all their RMIs, the pair that is fastest on most tables); its rows
