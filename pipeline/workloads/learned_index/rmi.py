@@ -292,7 +292,8 @@ def fit_rmi(keys: np.ndarray, top: str = "linear_spline", leaf: str = "linear", 
     top_params, shift = _fit_top(top, u, xs, positions, route_bits, kmax_u, float(kmin))
     top_params = np.ascontiguousarray(top_params, dtype=np.float64)
     predict, window, route_all = _rmi_functions(top, leaf)
-    leaves = route_all(np.int64(_TOP_CODE[top]), top_params, np.uint64(shift), kmin, scale, np.int64(branching), np.int64(n), keys)
+    leaves = route_all(np.int64(_TOP_CODE[top]), top_params, np.uint64(shift), kmin, scale, np.int64(branching),
+                       np.int64(n), keys)
     rows = _fit_leaves(leaf, leaves, u, xs, positions, branching, n)
     state = (np.int64(_TOP_CODE[top]), top_params, np.uint64(shift), kmin, kmax, scale, np.int64(branching),
              np.int64(n), np.int64(_LEAF_CODE[leaf]), rows)
