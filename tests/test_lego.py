@@ -138,6 +138,27 @@ def test_kernels_match_torch_reference(ablations):
     torch.testing.assert_close(mixed[True], mixed[False], rtol=1e-4, atol=1e-4)
 
 
+def test_linear_counting_gate_counts_distinct_items_from_empty_slots():
+    """The gate's item count by linear counting: within a few percent of the true
+    distinct count per brick (counts and repeats do not matter), inf on a full brick,
+    and the gate follows it: rule read below the threshold, neural above."""
+    model = LegoSketch(BrickGeometry(depth=4, slots=4096, basis_size=32))
+    x = _items(12000)
+    counts = torch.from_numpy(np.random.default_rng(1).zipf(1.3, size=12000).astype(np.float32))
+    state = model.store(model.new_memory(3), torch.cat([x, x[:5000]]), torch.cat([counts, counts[:5000]]))
+    truth = torch.bincount(model.route(x, 3), minlength=3).float()
+    estimate = model.linear_counting(state)
+    assert ((estimate / truth - 1).abs() < 0.05).all(), (estimate, truth)
+    full = model.store(model.new_memory(1), _items(200000, seed=2))
+    assert torch.isinf(model.linear_counting(full)).all()
+    for threshold, expect in ((float(truth.min()) * 0.8, True), (float(truth.max()) * 1.2, False)):
+        use_neural, _ = model.ensemble_choice(state, "auto", item_threshold=threshold, skew_threshold=9.0,
+                                              item_estimate="linear_counting")
+        assert bool(use_neural.all()) is expect and bool(use_neural.any()) is expect
+    with pytest.raises(ValueError, match="item_estimate"):
+        model.ensemble_choice(state, "auto", item_estimate="hll")
+
+
 def test_brick_count_change_needs_no_retraining():
     model = LegoSketch(SMALL)
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="ensemble: neural estimate above this many scanned items (lego params default)")
     parser.add_argument("--skew-threshold", type=float, default=1.6,
                         help="ensemble: neural estimate below this scanned skew (lego params default)")
+    parser.add_argument("--item-estimate", choices=("scan", "linear_counting"), default="scan",
+                        help="ensemble gate's item count: the scanner's or linear counting (lego params default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     if args.threads:
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return state
 
     state = store()
-    gate = {"item_threshold": args.item_threshold, "skew_threshold": args.skew_threshold}
+    gate = {"item_threshold": args.item_threshold, "skew_threshold": args.skew_threshold,
+            "item_estimate": args.item_estimate}
 
     def query(mode):
         def go():

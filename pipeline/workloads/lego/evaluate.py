@@ -21,7 +21,7 @@ METHODS = ("lego", "lego_rule", "lego_neural", "countmin", "countsketch", "lcs",
 
 def lego_estimates(model: LegoSketch, items: np.ndarray, counts: np.ndarray, brick_count: int,
                    mode: str = "auto", item_threshold: float = 10000.0, skew_threshold: float = 1.0,
-                   device: str = "cpu", batch: int = 1 << 20) -> np.ndarray:
+                   item_estimate: str = "scan", device: str = "cpu", batch: int = 1 << 20) -> np.ndarray:
     """Store the stream into `brick_count` bricks (batched), then Query every item."""
     state = model.new_memory(brick_count, device=device)
     x = torch.from_numpy(np.ascontiguousarray(items, dtype=np.int64)).to(device)
@@ -29,7 +29,8 @@ def lego_estimates(model: LegoSketch, items: np.ndarray, counts: np.ndarray, bri
     with torch.no_grad():
         for start in range(0, len(x), batch):
             state = model.store(state, x[start:start + batch], c[start:start + batch])
-        estimate = model.query(state, x, mode=mode, item_threshold=item_threshold, skew_threshold=skew_threshold)
+        estimate = model.query(state, x, mode=mode, item_threshold=item_threshold, skew_threshold=skew_threshold,
+                               item_estimate=item_estimate)
     return estimate.double().cpu().numpy()
 
 
@@ -58,7 +59,8 @@ def _countmin_light(seed: int):
 
 def evaluate(model: LegoSketch, skews: Sequence[float], brick_counts: Sequence[int], distinct: int,
              methods: Sequence[str] = ("lego", "countmin", "countsketch"), seed: int = 0, device: str = "cpu",
-             item_threshold: float = 10000.0, skew_threshold: float = 1.0, heavy_fraction: float = 0.25,
+             item_threshold: float = 10000.0, skew_threshold: float = 1.0, item_estimate: str = "scan",
+             heavy_fraction: float = 0.25,
              ms_model: LegoSketch | None = None, streams: dict | None = None) -> list[dict]:
     """Rows {stream, skew, distinct, bricks, bytes, method, aae, are}. `streams` maps a
     name to (items, counts) to evaluate instead of synthetic Zipf streams (skew = nan)."""
@@ -75,7 +77,7 @@ def evaluate(model: LegoSketch, skews: Sequence[float], brick_counts: Sequence[i
     else:
         skew_of = {name: float("nan") for name in streams}
     brick_bytes = model.geometry.brick_bytes
-    query_kw = dict(item_threshold=item_threshold, skew_threshold=skew_threshold)
+    query_kw = dict(item_threshold=item_threshold, skew_threshold=skew_threshold, item_estimate=item_estimate)
     rows = []
     for name, (items, counts) in streams.items():
         for bricks in brick_counts:

@@ -24,6 +24,7 @@ from torch import nn
 
 _MASK32 = 0xFFFFFFFF
 CHECKPOINT_FORMAT = "lego-brick-v1"
+ITEM_ESTIMATES = ("scan", "linear_counting")  # where the ensemble gate takes its item count
 
 
 def hash_items(items: torch.Tensor, mult: torch.Tensor, add: torch.Tensor, table: int) -> torch.Tensor:
@@ -391,16 +392,30 @@ class LegoSketch(nn.Module):
         neural = self.decoder(read, embedding, rule, state.bucket[bricks], stream, self.geometry.slots)
         return {"neural": neural, "rule": rule, "bricks": bricks, "skew": skew, "items": distinct}
 
+    @staticmethod
+    def linear_counting(state: BrickMemory) -> torch.Tensor:
+        """Distinct items per brick by linear counting (Whang et al., 1990) over the
+        brick's empty slots: an item writes a positive value into one slot of each row,
+        so with z the empty share of a row's `slots`, n ~ -slots * ln(z), averaged over
+        the rows; inf where no slot is empty. Ours, for the ensemble's gate (`query`)."""
+        slots = state.memory.shape[-1]
+        empty = (state.memory == 0).to(torch.float64).mean(dim=-1)  # (B, depth)
+        return (-slots * torch.log(empty)).mean(dim=-1).to(torch.float32)
+
     @torch.no_grad()
     def ensemble_choice(self, state: BrickMemory, mode: str = "auto", item_threshold: float = 10000.0,
-                        skew_threshold: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                        skew_threshold: float = 1.0, item_estimate: str = "scan"
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per brick: whether Query uses the neural estimate (bool (B,)), and the scanned
         stream features the decoder sees ((B, F)); see `query`."""
         if mode not in ("auto", "neural", "rule"):
             raise ValueError(f"query mode must be auto, neural or rule, got {mode!r}")
+        if item_estimate not in ITEM_ESTIMATES:
+            raise ValueError(f"item_estimate must be one of {', '.join(ITEM_ESTIMATES)}, got {item_estimate!r}")
         features, skew, distinct = self.scan(state)
         if mode == "auto" and self.scanner is not None:
-            use_neural = (distinct * self.item_scale > item_threshold) & (skew < skew_threshold)
+            items = distinct * self.item_scale if item_estimate == "scan" else self.linear_counting(state)
+            use_neural = (items > item_threshold) & (skew < skew_threshold)
         else:
             use_neural = torch.full((state.brick_count,), mode != "rule", device=state.memory.device)
         stream = (torch.cat([features, skew[:, None], distinct[:, None]], dim=-1)
@@ -409,12 +424,15 @@ class LegoSketch(nn.Module):
 
     @torch.no_grad()
     def query(self, state: BrickMemory, items: torch.Tensor, mode: str = "auto",
-              item_threshold: float = 10000.0, skew_threshold: float = 1.0, chunk: int = 1 << 18) -> torch.Tensor:
+              item_threshold: float = 10000.0, skew_threshold: float = 1.0, item_estimate: str = "scan",
+              chunk: int = 1 << 18) -> torch.Tensor:
         """Query (seed 003 Algorithm 2, as in the authors' code): per brick, the neural
         estimate where the scanned distinct-item count exceeds `item_threshold` and the
         scanned skew is below `skew_threshold`, the rule-based one elsewhere. `mode`
-        "neural" or "rule" forces one of them (no scanning: "auto" means "neural")."""
-        use_neural, stream = self.ensemble_choice(state, mode, item_threshold, skew_threshold)
+        "neural" or "rule" forces one of them (no scanning: "auto" means "neural").
+        `item_estimate` "linear_counting" (ours) takes the item count of the gate from
+        the brick's empty slots instead of the scanner; the decoder still sees the scan."""
+        use_neural, stream = self.ensemble_choice(state, mode, item_threshold, skew_threshold, item_estimate)
         if self._use_kernels(state):
             return self._fast_query(state, items, use_neural, stream)
         out = []

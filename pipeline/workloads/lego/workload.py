@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -75,6 +76,8 @@ class LegoParams(Params):
     item_threshold: float = Field(10000.0, ge=0, description="ensemble: neural estimate above this many scanned items")
     skew_threshold: float = Field(1.6, description="ensemble: neural estimate below this scanned skew "
                                   "(authors: 1.0, their training range's top; ours trains up to 1.5)")
+    item_estimate: Literal["scan", "linear_counting"] = Field("scan", description="ensemble gate's item count: 'scan' (the scanner's, authors) "
+                               "or 'linear_counting' (ours: from the brick's empty slots)")
     heavy_fraction: float = Field(0.25, gt=0, lt=1, description="D-CMS/D-Lego: budget share of the heavy part")
     ms_steps: int = Field(0, ge=0, description="training steps of the meta-sketch-like baseline (0 = steps)")
 
@@ -167,6 +170,7 @@ def run(params: LegoParams, report: Reporter) -> dict[str, float]:
     brick_counts = sorted(set(params.eval_brick_counts) | {params.brick_count})
     rows = evaluate(core, params.eval_skews, brick_counts, params.eval_distinct, params.methods, seed=params.seed,
                     device=device, item_threshold=params.item_threshold, skew_threshold=params.skew_threshold,
+                    item_estimate=params.item_estimate,
                     heavy_fraction=params.heavy_fraction, ms_model=ms_model)
     if report.world_rank == 0:
         write_table(rows, artifacts / "lego_eval.csv")
@@ -242,6 +246,8 @@ class LegoEvalParams(Params):
     item_threshold: float = Field(10000.0, ge=0, description="ensemble: neural estimate above this many scanned items")
     skew_threshold: float = Field(1.6, description="ensemble: neural estimate below this scanned skew "
                                   "(authors: 1.0, their training range's top; ours trains up to 1.5)")
+    item_estimate: Literal["scan", "linear_counting"] = Field("scan", description="ensemble gate's item count: 'scan' (the scanner's, authors) "
+                               "or 'linear_counting' (ours: from the brick's empty slots)")
     heavy_fraction: float = Field(0.25, gt=0, lt=1, description="D-CMS/D-Lego: budget share of the heavy part")
     seed: int = Field(0, description="seeds the streams and the classic sketches")
 
@@ -317,6 +323,7 @@ def run_eval(params: LegoEvalParams, report: Reporter) -> dict[str, float]:
         streams = {Path(params.stream_file).name: read_stream_file(params.stream_file)}
     rows = evaluate(model, params.eval_skews, brick_counts, params.eval_distinct, params.methods, seed=params.seed,
                     device=report.device, item_threshold=params.item_threshold, skew_threshold=params.skew_threshold,
+                    item_estimate=params.item_estimate,
                     heavy_fraction=params.heavy_fraction, streams=streams)
     artifacts = Path(report.artifact_dir)
     artifacts.mkdir(parents=True, exist_ok=True)
