@@ -149,6 +149,7 @@ def test_local_runner_writes_the_trial_artifacts(tmp_path):
     from pipeline.workloads.lego import local
 
     overrides = [f"params.{k}={v}" for k, v in WORKLOAD.smoke_params.items()]
-    summary = local.main(["tasks/lego.yaml", "--out", str(tmp_path), *[o.replace(" ", "") for o in overrides]])
+    summary = local.main(["tasks/lego.yaml", "--out", str(tmp_path), *[o.replace(" ", "") for o in overrides],
+                          "params.depth=5"])  # the quick profile's 8 rows, overridden
     assert {"brick.pt", "lego_eval.csv", "summary.json", "are_vs_bytes.png"} <= {p.name for p in tmp_path.iterdir()}
     assert math.isfinite(summary["metrics"]["are"]) and summary["metrics"]["bytes"] == 2 * 5 * 256 * 4  # 2 bricks of 5 x 256 float32
