@@ -159,6 +159,20 @@ def test_linear_counting_gate_counts_distinct_items_from_empty_slots():
         model.ensemble_choice(state, "auto", item_estimate="hll")
 
 
+def test_a_loaded_brick_keeps_its_gate(tmp_path):
+    """A brick trained with the linear-counting gate is evaluated with it unless asked
+    otherwise; a brick saved without params falls back to the authors' scanner."""
+    from pipeline.workloads.lego.model import gate_item_estimate
+
+    model = LegoSketch(SMALL)
+    save_brick(model, tmp_path / "lc.pt", extra={"params": {"item_estimate": "linear_counting"}})
+    save_brick(model, tmp_path / "bare.pt")
+    loaded = load_brick(tmp_path / "lc.pt")
+    assert gate_item_estimate(loaded) == "linear_counting"
+    assert gate_item_estimate(loaded, "scan") == "scan"
+    assert gate_item_estimate(load_brick(tmp_path / "bare.pt")) == "scan"
+
+
 def test_brick_count_change_needs_no_retraining():
     model = LegoSketch(SMALL)
     before = {k: v.clone() for k, v in model.state_dict().items()}

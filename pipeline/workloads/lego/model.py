@@ -180,6 +180,7 @@ class LegoSketch(nn.Module):
         self.geometry = geometry
         self.ablations = ablations
         self.value_range = value_range  # Appendix C: learnable values are clamped to a range
+        self.trained_params: dict[str, Any] = {}  # the training params of a loaded brick (load_brick)
         self.item_scale = item_scale  # distinct-item regression target is n / item_scale
         low, high = value_range
         generator = torch.Generator().manual_seed(geometry.hash_seed)
@@ -484,4 +485,11 @@ def load_brick(path: str | Path, expected: BrickGeometry | None = None, device: 
         raise ValueError(f"checkpoint {path}: trained with geometry {geometry}, expected {expected}")
     model = LegoSketch(geometry, Ablations(**blob["ablations"]), tuple(blob["value_range"]), blob["item_scale"])
     model.load_state_dict(blob["state_dict"])
+    model.trained_params = dict((blob.get("extra") or {}).get("params") or {})
     return model.to(device)
+
+
+def gate_item_estimate(model: LegoSketch, requested: str | None = None) -> str:
+    """The ensemble gate's item count for `model`: `requested`, else the one its brick was
+    trained and evaluated with, else the authors' scanner."""
+    return requested or model.trained_params.get("item_estimate") or "scan"

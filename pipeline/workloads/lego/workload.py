@@ -21,7 +21,8 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline.workloads.base import Params, Reporter, Workload
 from pipeline.workloads.lego.evaluate import METHODS, evaluate, plot_are_vs_bytes, write_table
-from pipeline.workloads.lego.model import Ablations, BrickGeometry, LegoSketch, load_brick, save_brick
+from pipeline.workloads.lego.model import (Ablations, BrickGeometry, LegoSketch, gate_item_estimate, load_brick,
+                                           save_brick)
 from pipeline.workloads.lego.train import SelfGuidedLoss, TrainConfig, train_brick
 
 
@@ -76,8 +77,9 @@ class LegoParams(Params):
     item_threshold: float = Field(10000.0, ge=0, description="ensemble: neural estimate above this many scanned items")
     skew_threshold: float = Field(1.6, description="ensemble: neural estimate below this scanned skew "
                                   "(authors: 1.0, their training range's top; ours trains up to 1.5)")
-    item_estimate: Literal["scan", "linear_counting"] = Field("scan", description="ensemble gate's item count: 'scan' (the scanner's, authors) "
-                               "or 'linear_counting' (ours: from the brick's empty slots)")
+    item_estimate: Literal["scan", "linear_counting"] = Field(
+        "scan", description="ensemble gate's item count: 'scan' (the scanner's, authors) or "
+        "'linear_counting' (ours: from the brick's empty slots)")
     heavy_fraction: float = Field(0.25, gt=0, lt=1, description="D-CMS/D-Lego: budget share of the heavy part")
     ms_steps: int = Field(0, ge=0, description="training steps of the meta-sketch-like baseline (0 = steps)")
 
@@ -246,8 +248,9 @@ class LegoEvalParams(Params):
     item_threshold: float = Field(10000.0, ge=0, description="ensemble: neural estimate above this many scanned items")
     skew_threshold: float = Field(1.6, description="ensemble: neural estimate below this scanned skew "
                                   "(authors: 1.0, their training range's top; ours trains up to 1.5)")
-    item_estimate: Literal["scan", "linear_counting"] = Field("scan", description="ensemble gate's item count: 'scan' (the scanner's, authors) "
-                               "or 'linear_counting' (ours: from the brick's empty slots)")
+    item_estimate: Literal["scan", "linear_counting"] | None = Field(
+        None, description="ensemble gate's item count: 'scan' (the scanner's, authors) or 'linear_counting' "
+        "(ours: from the brick's empty slots); None = what the brick was trained with")
     heavy_fraction: float = Field(0.25, gt=0, lt=1, description="D-CMS/D-Lego: budget share of the heavy part")
     seed: int = Field(0, description="seeds the streams and the classic sketches")
 
@@ -323,7 +326,7 @@ def run_eval(params: LegoEvalParams, report: Reporter) -> dict[str, float]:
         streams = {Path(params.stream_file).name: read_stream_file(params.stream_file)}
     rows = evaluate(model, params.eval_skews, brick_counts, params.eval_distinct, params.methods, seed=params.seed,
                     device=report.device, item_threshold=params.item_threshold, skew_threshold=params.skew_threshold,
-                    item_estimate=params.item_estimate,
+                    item_estimate=gate_item_estimate(model, params.item_estimate),
                     heavy_fraction=params.heavy_fraction, streams=streams)
     artifacts = Path(report.artifact_dir)
     artifacts.mkdir(parents=True, exist_ok=True)
