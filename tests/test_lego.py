@@ -157,6 +157,34 @@ def test_linear_counting_gate_counts_distinct_items_from_empty_slots():
         assert bool(use_neural.all()) is expect and bool(use_neural.any()) is expect
     with pytest.raises(ValueError, match="item_estimate"):
         model.ensemble_choice(state, "auto", item_estimate="hll")
+    # the no-scanning ablation keeps the linear-counting gate (the scanner's gate needs a scanner)
+    blind = LegoSketch(BrickGeometry(depth=4, slots=4096, basis_size=32), Ablations(scanning=False))
+    state = blind.store(blind.new_memory(3), x, counts)
+    high = float(truth.max()) * 1.2
+    assert not blind.ensemble_choice(state, "auto", item_threshold=high, item_estimate="linear_counting")[0].any()
+    assert blind.ensemble_choice(state, "auto", item_threshold=high, item_estimate="scan")[0].all()
+
+
+def test_kernels_match_torch_with_the_linear_counting_gate_and_no_scanner():
+    """No scanner, linear-counting gate: some bricks decoded, some read by rule, and the
+    numba Query puts each estimate back in its item's place like the torch path."""
+    torch.manual_seed(0)
+    model = LegoSketch(BrickGeometry(depth=4, slots=4096, basis_size=32), Ablations(scanning=False))
+    with torch.no_grad():
+        for parameter in model.decoder.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+        model.decoder.head[-1].bias.fill_(0.5)
+    x, counts = _items(20000), torch.rand(20000) * 5
+    outs = {}
+    for flag in (True, False):
+        model.use_kernels = flag
+        state = model.store(model.new_memory(5), x, counts)
+        gate = dict(item_threshold=float(model.linear_counting(state).median()), skew_threshold=9.0,
+                    item_estimate="linear_counting")
+        use_neural, _ = model.ensemble_choice(state, "auto", **gate)
+        outs[flag] = model.query(state, x, mode="auto", **gate)
+    assert 0 < int(use_neural.sum()) < len(use_neural)
+    torch.testing.assert_close(outs[True], outs[False], rtol=1e-4, atol=1e-4)
 
 
 def test_a_loaded_brick_keeps_its_gate(tmp_path):

@@ -414,7 +414,9 @@ class LegoSketch(nn.Module):
         if item_estimate not in ITEM_ESTIMATES:
             raise ValueError(f"item_estimate must be one of {', '.join(ITEM_ESTIMATES)}, got {item_estimate!r}")
         features, skew, distinct = self.scan(state)
-        if mode == "auto" and self.scanner is not None:
+        # without a scanner the authors' gate has no item count ("auto" = neural); linear
+        # counting needs none, so the no-scanning ablation keeps that gate
+        if mode == "auto" and (self.scanner is not None or item_estimate == "linear_counting"):
             items = distinct * self.item_scale if item_estimate == "scan" else self.linear_counting(state)
             use_neural = (items > item_threshold) & (skew < skew_threshold)
         else:
@@ -430,7 +432,8 @@ class LegoSketch(nn.Module):
         """Query (seed 003 Algorithm 2, as in the authors' code): per brick, the neural
         estimate where the scanned distinct-item count exceeds `item_threshold` and the
         scanned skew is below `skew_threshold`, the rule-based one elsewhere. `mode`
-        "neural" or "rule" forces one of them (no scanning: "auto" means "neural").
+        "neural" or "rule" forces one of them (no scanning and the scanner's count: "auto"
+        means "neural").
         `item_estimate` "linear_counting" (ours) takes the item count of the gate from
         the brick's empty slots instead of the scanner; the decoder still sees the scan."""
         use_neural, stream = self.ensemble_choice(state, mode, item_threshold, skew_threshold, item_estimate)
