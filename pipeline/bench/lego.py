@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     use_neural, _ = model.ensemble_choice(state, "auto", **gate)
     neural_share = float(use_neural[model.route(x, args.bricks)].float().mean())
     common = {"device": args.device, "bytes": n_bytes, "batch": args.batch, "threads": torch.get_num_threads(),
-              "numba_threads": numba.get_num_threads(), "brick": brick}
+              "numba_threads": numba.get_num_threads(), "brick": brick,
+              "item_estimate": gate["item_estimate"]}
     for method, fn in (("lego_store", store), ("lego_query", query("auto")), ("lego_query_neural", query("neural")),
                        ("lego_query_rule", query("rule"))):
         rate, seconds = _median_rate(fn, args.items, args.repeats)
