@@ -101,17 +101,23 @@ def test_store_is_additive_and_overestimates():
     assert (final <= rule + 1e-4).all() and (final >= 0).all()
 
 
+def _model_with_random_decoder(geometry, ablations):
+    """A sketch whose decoder is not the identity (random weights, estimates below the
+    rule), with 20000 items and counts to store: for the kernel-against-torch tests."""
+    torch.manual_seed(0)
+    model = LegoSketch(geometry, ablations)
+    with torch.no_grad():
+        for parameter in model.decoder.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+        model.decoder.head[-1].bias.fill_(0.5)
+    return model, _items(20000), torch.rand(20000) * 5
+
+
 @pytest.mark.parametrize("ablations", [Ablations(), Ablations(scanning=False), Ablations(normalize=False)])
 def test_kernels_match_torch_reference(ablations):
     """The numba Store/Query (fused decoder, per-brick folded biases) gives the torch
     path's estimates in every query mode."""
-    torch.manual_seed(0)
-    model = LegoSketch(SMALL, ablations)
-    with torch.no_grad():  # a decoder that is not the identity: random weights, estimates below the rule
-        for parameter in model.decoder.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.3)
-        model.decoder.head[-1].bias.fill_(0.5)
-    x, counts = _items(20000), torch.rand(20000) * 5
+    model, x, counts = _model_with_random_decoder(SMALL, ablations)
     outs = {}
     for flag in (True, False):
         model.use_kernels = flag
@@ -168,13 +174,8 @@ def test_linear_counting_gate_counts_distinct_items_from_empty_slots():
 def test_kernels_match_torch_with_the_linear_counting_gate_and_no_scanner():
     """No scanner, linear-counting gate: some bricks decoded, some read by rule, and the
     numba Query puts each estimate back in its item's place like the torch path."""
-    torch.manual_seed(0)
-    model = LegoSketch(BrickGeometry(depth=4, slots=4096, basis_size=32), Ablations(scanning=False))
-    with torch.no_grad():
-        for parameter in model.decoder.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.3)
-        model.decoder.head[-1].bias.fill_(0.5)
-    x, counts = _items(20000), torch.rand(20000) * 5
+    model, x, counts = _model_with_random_decoder(BrickGeometry(depth=4, slots=4096, basis_size=32),
+                                                  Ablations(scanning=False))
     outs = {}
     for flag in (True, False):
         model.use_kernels = flag
