@@ -23,7 +23,7 @@ import numba
 import numpy as np
 import torch
 
-from pipeline.workloads.lego.model import BrickGeometry, LegoSketch, gate_item_estimate, load_brick
+from pipeline.workloads.lego.model import ITEM_ESTIMATES, BrickGeometry, LegoSketch, gate_item_estimate, load_brick
 from pipeline.workloads.lego.train import TrainConfig, train_brick
 from pipeline.workloads.sketches import CountMin, zipf_stream
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="ensemble: neural estimate above this many scanned items (lego params default)")
     parser.add_argument("--skew-threshold", type=float, default=1.6,
                         help="ensemble: neural estimate below this scanned skew (lego params default)")
-    parser.add_argument("--item-estimate", choices=("scan", "linear_counting"), default=None,
+    parser.add_argument("--item-estimate", choices=ITEM_ESTIMATES, default=None,
                         help="ensemble gate's item count: the scanner's or linear counting (default: what the "
                              "checkpoint was trained with; the tiny brick: scan)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -24,7 +24,8 @@ from torch import nn
 
 _MASK32 = 0xFFFFFFFF
 CHECKPOINT_FORMAT = "lego-brick-v1"
-ITEM_ESTIMATES = ("scan", "linear_counting")  # where the ensemble gate takes its item count
+ItemEstimate = Literal["scan", "linear_counting"]  # where the ensemble gate takes its item count
+ITEM_ESTIMATES: tuple[str, ...] = get_args(ItemEstimate)
 
 
 def hash_items(items: torch.Tensor, mult: torch.Tensor, add: torch.Tensor, table: int) -> torch.Tensor:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -21,8 +20,8 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline.workloads.base import Params, Reporter, Workload
 from pipeline.workloads.lego.evaluate import METHODS, evaluate, plot_are_vs_bytes, write_table
-from pipeline.workloads.lego.model import (Ablations, BrickGeometry, LegoSketch, gate_item_estimate, load_brick,
-                                           save_brick)
+from pipeline.workloads.lego.model import (Ablations, BrickGeometry, ItemEstimate, LegoSketch, gate_item_estimate,
+                                           load_brick, save_brick)
 from pipeline.workloads.lego.train import SelfGuidedLoss, TrainConfig, train_brick
 
 
@@ -77,7 +76,7 @@ class LegoParams(Params):
     item_threshold: float = Field(10000.0, ge=0, description="ensemble: neural estimate above this many scanned items")
     skew_threshold: float = Field(1.6, description="ensemble: neural estimate below this scanned skew "
                                   "(authors: 1.0, their training range's top; ours trains up to 1.5)")
-    item_estimate: Literal["scan", "linear_counting"] = Field(
+    item_estimate: ItemEstimate = Field(
         "scan", description="ensemble gate's item count: 'scan' (the scanner's, authors) or "
         "'linear_counting' (ours: from the brick's empty slots)")
     heavy_fraction: float = Field(0.25, gt=0, lt=1, description="D-CMS/D-Lego: budget share of the heavy part")
@@ -248,7 +247,7 @@ class LegoEvalParams(Params):
     item_threshold: float = Field(10000.0, ge=0, description="ensemble: neural estimate above this many scanned items")
     skew_threshold: float = Field(1.6, description="ensemble: neural estimate below this scanned skew "
                                   "(authors: 1.0, their training range's top; ours trains up to 1.5)")
-    item_estimate: Literal["scan", "linear_counting"] | None = Field(
+    item_estimate: ItemEstimate | None = Field(
         None, description="ensemble gate's item count: 'scan' (the scanner's, authors) or 'linear_counting' "
         "(ours: from the brick's empty slots); None = what the brick was trained with")
     heavy_fraction: float = Field(0.25, gt=0, lt=1, description="D-CMS/D-Lego: budget share of the heavy part")
