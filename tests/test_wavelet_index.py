@@ -142,3 +142,21 @@ def test_bad_mapping_and_queries():
         index.lookup(np.array([3]), group=4, candidates=3)
     with pytest.raises(ValueError, match="group"):
         StaticBPlusTree.build(np.arange(5)).lookup(np.array([3]), group=0)
+
+
+@pytest.mark.parametrize("arity", [2, 4, 16, 256])
+@pytest.mark.parametrize("rank,block_lines", [("full", 0), ("interleaved", 0), ("blocked", 32)])
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_truncated_tree_looks_up_exactly(arity, rank, block_lines, depth):
+    """Lookups through a truncated tree (`depth` levels, then the low bits), per query,
+    batched and k-ary, agree with a brute-force scan; duplicates included."""
+    keys, queries = table(3000, duplicates=arity == 4, seed=arity + depth)
+    expected = brute_force(keys, queries)
+    order = np.argsort(keys, kind="stable")
+    model = fit_model("pgm", keys[order], epsilon=8)
+    index = UnsortedIndex.build(keys, "wavelet", model, order=order, arity=arity, rank=rank, sample_rate=256,
+                                block_lines=block_lines or 2, depth=depth)
+    assert index.tree.depth == depth
+    for group, candidates in [(1, 1), (16, 1), (1, 5)]:
+        np.testing.assert_array_equal(index.lookup(queries, group, candidates), expected,
+                                      err_msg=f"group {group} candidates {candidates}")

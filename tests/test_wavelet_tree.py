@@ -88,20 +88,21 @@ def test_sizes_match_hand_counts():
     # n=16, m=4, full: 2 levels x 16 digits x 2 bits = 32 bits -> one word each (128 bits);
     # rank row 0 holds ranks < 4 -> 2 bits, 32 per word -> one word (64 bits); no row 1.
     tree = WaveletMapping.build(SLIDES_PERM, arity=4, rank="full")
-    assert tree.size_bits() == {"digits": 128, "rank": 64, "total": 192}
+    assert tree.size_bits() == {"digits": 128, "rank": 64, "low": 0, "total": 192}
     assert tree.bits_per_element() == 12.0
     # n=1000, m=16, full: 3 levels (16^3 = 4096 >= 1000); 4 bits -> 16 per word -> 63 words/level.
     # rank rows: level 0 ranks < 256 -> 8 bits, 8 per word -> 125 words; level 1 < 16 -> 4 bits, 16 per word -> 63 words.
     perm = np.random.default_rng(0).permutation(1000)
     tree = WaveletMapping.build(perm, arity=16, rank="full")
-    assert tree.size_bits() == {"digits": 3 * 63 * 64, "rank": (125 + 63) * 64, "total": (3 * 63 + 125 + 63) * 64}
+    assert tree.size_bits() == {"digits": 3 * 63 * 64, "rank": (125 + 63) * 64, "low": 0,
+                                "total": (3 * 63 + 125 + 63) * 64}
     # same, sampled every 256: 2 ranked levels x (ceil(1000/256)=4 blocks x 16 x 16 bits + 1 superblock x 16 x 32 bits)
     tree = WaveletMapping.build(perm, arity=16, rank="sampled", sample_rate=256)
     assert tree.size_bits()["rank"] == 2 * (4 * 16 * 16 + 1 * 16 * 32)
     # interleaved, every 256: levels 0-1 hold 4 blocks of (4 header words for 16 x 16-bit counts
     # + 256 x 4 bits = 16 digit words) = 80 words each; the last level is plain (63 words)
     tree = WaveletMapping.build(perm, arity=16, rank="interleaved", sample_rate=256)
-    assert tree.size_bits() == {"digits": 64 * (2 * 4 * 16 + 63), "rank": 64 * 2 * 4 * 4 + 2 * 16 * 32,
+    assert tree.size_bits() == {"digits": 64 * (2 * 4 * 16 + 63), "rank": 64 * 2 * 4 * 4 + 2 * 16 * 32, "low": 0,
                                 "total": 64 * (2 * 4 * 16 + 63) + 64 * 2 * 4 * 4 + 2 * 16 * 32}
     assert tree.level_digits(1).tolist() == WaveletMapping.build(perm, arity=16).level_digits(1).tolist()
     # m=2 over 1000 values: 10 levels of 1 bit -> 16 words each
@@ -117,7 +118,7 @@ def test_blocked_sizes_match_hand_counts():
     perm = np.random.default_rng(0).permutation(1000)
     tree = WaveletMapping.build(perm, arity=16, rank="blocked", block_lines=1)
     assert tree.per_block.tolist() == [96, 96, 128]
-    assert tree.size_bits() == {"rank": 2 * 11 * 2 * 64, "digits": (2 * 11 + 8) * 8 * 64 - 2 * 11 * 2 * 64,
+    assert tree.size_bits() == {"rank": 2 * 11 * 2 * 64, "digits": (2 * 11 + 8) * 8 * 64 - 2 * 11 * 2 * 64, "low": 0,
                                 "total": (2 * 11 + 8) * 8 * 64}
     # m=4 over 70,001 values: 9 levels; child 4^8 = 65536 .. 4^5 -> 16-bit counts (4 x 16 = one
     # word), 4^4 = 256 .. 4 -> 8 bits (half a word, rounded up to one): 7 words = 224 digits per line
@@ -154,3 +155,114 @@ def test_access_out_of_range():
         tree.access(10)
     with pytest.raises(ValueError, match="positions"):
         tree.access_batch(np.array([-1]))
+
+
+# --- the truncated tree: `depth` levels walked, then the low bits read in one go
+
+TRUNCATED_LAYOUTS = [("full", {}), ("sampled", {"sample_rate": 64}), ("interleaved", {"sample_rate": 256}),
+                     ("blocked", {"block_lines": 2}), ("blocked", {"block_lines": 32})]
+
+
+def _depths(n: int, arity: int) -> list[int]:
+    levels = num_levels(n, arity)
+    return sorted({0, 1, 2, levels - 1, levels} & set(range(levels + 1)))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 15, 17, 255, 257, 1000, 4097, 70_001])
+@pytest.mark.parametrize("arity", ARITIES)
+@pytest.mark.parametrize("rank,options", TRUNCATED_LAYOUTS)
+def test_truncated_access_inverts_permutation(n, arity, rank, options):
+    """Every depth from 0 (packed permutation) to L (the slides' tree), n = 1, 2, m - 1, m + 1, ..."""
+    perm = np.random.default_rng(n * 13 + arity).permutation(n)
+    for depth in _depths(n, arity) + ([arity - 1, arity + 1] if arity + 1 <= n else []):
+        if depth > num_levels(n, arity):
+            continue
+        try:
+            tree = WaveletMapping.build(perm, arity=arity, rank=rank, depth=depth, **options)
+        except ValueError as error:  # 256 counts need several lines
+            assert arity == 256 and "no room for digits" in str(error)
+            continue
+        assert tree.depth == depth and tree.steps == min(depth + 1, tree.levels)
+        np.testing.assert_array_equal(tree.access_batch(np.arange(n)), perm, err_msg=f"depth {depth}")
+
+
+@pytest.mark.parametrize("arity,rank,options", [(2, "sampled", {"sample_rate": 64}), (4, "blocked", {"block_lines": 1}),
+                                                (16, "interleaved", {"sample_rate": 256}),
+                                                (16, "blocked", {"block_lines": 4}), (256, "full", {}),
+                                                (256, "blocked", {"block_lines": 32})])
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_truncated_batched_equals_per_query(arity, rank, options, depth):
+    """The per-access, the batched (lockstep, prefetching) loops and access_batch agree."""
+    n = 70_001
+    perm = np.random.default_rng(5).permutation(n)
+    tree = WaveletMapping.build(perm, arity=arity, rank=rank, depth=depth, **options)
+    positions = np.random.default_rng(6).integers(0, n, 5000)
+    per_access, batched = access_kernels_for(tree.rank_code, tree.bits)
+    assert per_access(positions, *tree.kernel_args) == perm[positions].sum()
+    for group in (1, 7, 16):
+        assert batched(positions, np.empty(group, np.int64), *tree.kernel_args) == perm[positions].sum()
+    np.testing.assert_array_equal(tree.access_batch(positions), perm[positions])
+
+
+def test_truncated_levels_are_the_full_trees_top_levels():
+    perm = np.random.default_rng(7).permutation(5000)
+    full = WaveletMapping.build(perm, arity=4, rank="sampled", sample_rate=64)
+    for depth in (1, 3):
+        tree = WaveletMapping.build(perm, arity=4, rank="sampled", sample_rate=64, depth=depth)
+        for level in range(depth):
+            np.testing.assert_array_equal(tree.level_digits(level), full.level_digits(level))
+        # the low bits, in the level-depth order, are the values below the walked digits
+        low = tree.low_values()
+        assert tree.low_bits == 2 * (full.levels - depth)
+        assert low.max() < 1 << tree.low_bits
+        with pytest.raises(ValueError, match="levels 0"):
+            tree.level_digits(depth)
+    with pytest.raises(ValueError, match="no low bits"):
+        full.low_values()
+
+
+def test_depth_zero_is_a_packed_permutation():
+    perm = np.random.default_rng(8).permutation(1000)
+    for arity in ARITIES:
+        tree = WaveletMapping.build(perm, arity=arity, depth=0)
+        assert tree.low_bits == 10  # ceil(log2 1000)
+        np.testing.assert_array_equal(tree.low_values(), perm)
+        # 1000 x 10 bits = 10000 bits -> 157 words, + 1 pad word; no digits, no rank
+        assert tree.size_bits() == {"digits": 0, "rank": 0, "low": 158 * 64, "total": 158 * 64}
+    tree = WaveletMapping.build(np.array([0]), arity=4, depth=0)
+    assert tree.low_bits == 1 and tree.access(0) == 0
+
+
+def test_truncated_sizes_match_hand_counts():
+    perm = np.random.default_rng(0).permutation(1000)
+    # m=16, 3 levels, depth 1: level 0's digits (63 words), its full rank row (ranks < 256: 8 bits,
+    # 8 per word -> 125 words), low bits 4 x 2 = 8 per element: 8000 bits = 125 words + 1 pad
+    tree = WaveletMapping.build(perm, arity=16, rank="full", depth=1)
+    assert tree.low_bits == 8
+    assert tree.size_bits() == {"digits": 63 * 64, "rank": 125 * 64, "low": 126 * 64, "total": (63 + 125 + 126) * 64}
+    # depth 2 = L - 1: both rank rows (as the full tree), the last level as 4-bit low entries:
+    # 4000 bits = 63 words (62.5 rounded up) + 1 pad
+    tree = WaveletMapping.build(perm, arity=16, rank="full", depth=2)
+    assert tree.size_bits() == {"digits": 2 * 63 * 64, "rank": (125 + 63) * 64, "low": 64 * 64,
+                                "total": (2 * 63 + 125 + 63 + 64) * 64}
+    # sampled every 256, depth 1: one ranked level: 4 blocks x 16 x 16 bits + 1 superblock x 16 x 32 bits
+    tree = WaveletMapping.build(perm, arity=16, rank="sampled", sample_rate=256, depth=1)
+    assert tree.size_bits() == {"digits": 63 * 64, "rank": 4 * 16 * 16 + 16 * 32, "low": 126 * 64,
+                                "total": 63 * 64 + 4 * 16 * 16 + 16 * 32 + 126 * 64}
+    # blocked, 1 line, depth 1: level 0 has 8-bit counts (child 256) = 2 header words, 96 digits per
+    # block, 11 blocks of 8 words; then the 8-bit low entries (126 words)
+    tree = WaveletMapping.build(perm, arity=16, rank="blocked", block_lines=1, depth=1)
+    assert tree.size_bits() == {"digits": 11 * 8 * 64 - 11 * 2 * 64, "rank": 11 * 2 * 64, "low": 126 * 64,
+                                "total": 11 * 8 * 64 + 126 * 64}
+    # m=2 over 1000 values: 10 levels; depth 2 leaves 8 low bits; 2 ranked levels sampled every 512:
+    # 2 x (2 blocks x 2 x 16 + 1 superblock x 2 x 32)
+    tree = WaveletMapping.build(perm, arity=2, rank="sampled", sample_rate=512, depth=2)
+    assert tree.size_bits() == {"digits": 2 * 16 * 64, "rank": 2 * (2 * 2 * 16 + 2 * 32), "low": 126 * 64,
+                                "total": 2 * 16 * 64 + 2 * (2 * 2 * 16 + 2 * 32) + 126 * 64}
+
+
+@pytest.mark.parametrize("depth", [-1, 4, 2.0, "1", True])
+def test_bad_depth(depth):
+    # 1000 values, m=16: 3 levels, so depth lies in [0, 3]
+    with pytest.raises(ValueError, match=rf"^depth must be an integer in \[0, 3\].*got {depth!r}$"):
+        WaveletMapping.build(np.arange(1000), arity=16, depth=depth)

@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 from pipeline.workloads.learned_index import models as li_models
-from pipeline.workloads.wavelet.tree import MAX_N, META_LEVELS, WaveletMapping, prefetch, step_for
+from pipeline.workloads.wavelet.tree import MAX_N, META_STEPS, WaveletMapping, prefetch, step_for
 
 MAPPINGS = ("wavelet", "permutation", "sorted_copy")
 _KIND = {name: code for code, name in enumerate(MAPPINGS)}
@@ -91,7 +91,7 @@ def kernels_for(rank_kind: int, bits: int) -> tuple:
         aux is the uint32 permutation (kind 1) or the sorted copy's positions (kind 2)."""
         if kind == 0:
             o = i
-            for level in range(meta[META_LEVELS]):
+            for level in range(meta[META_STEPS]):  # levels walked (+ the low read if truncated)
                 o = step(o, level, buf, meta)
             return data[o], o
         if kind == 1:
@@ -173,7 +173,7 @@ def kernels_for(rank_kind: int, bits: int) -> tuple:
         and probe count as `_lookup_kernel`; the window-end checks run per lookup after."""
         a_s, b_s, token_s, mid_s, p_s = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4]
         group = scratch.shape[1]
-        levels = meta[META_LEVELS]
+        steps = meta[META_STEPS]
         total = 0
         count = queries.shape[0]
         for start in range(0, count, group):
@@ -204,12 +204,12 @@ def kernels_for(rank_kind: int, bits: int) -> tuple:
                 if kind == 0:  # the wavelet tree: every level of every active lookup, in lockstep
                     for g in range(size):
                         p_s[g] = mid_s[g]
-                    for level in range(levels):
+                    for level in range(steps):
                         for g in range(size):
                             if mid_s[g] >= 0:
                                 p = step(p_s[g], level, buf, meta)
                                 p_s[g] = p
-                                if level + 1 < levels:
+                                if level + 1 < steps:
                                     prefetch_next(p, level + 1, buf, meta)
                                 else:
                                     prefetch(data, p)
@@ -245,7 +245,7 @@ def kernels_for(rank_kind: int, bits: int) -> tuple:
         probes, for more accesses in all: it trades work for latency."""
         candidates, positions = scratch[0], scratch[1]
         most = scratch.shape[1]
-        levels = meta[META_LEVELS]
+        steps = meta[META_STEPS]
         total = 0
         for k in range(queries.shape[0]):
             q = queries[k]
@@ -265,11 +265,11 @@ def kernels_for(rank_kind: int, bits: int) -> tuple:
                         prefetch(aux, mid)
                 total += count
                 if kind == 0:
-                    for level in range(levels):
+                    for level in range(steps):
                         for j in range(count):
                             p = step(positions[j], level, buf, meta)
                             positions[j] = p
-                            if level + 1 < levels:
+                            if level + 1 < steps:
                                 prefetch_next(p, level + 1, buf, meta)
                             else:
                                 prefetch(data, p)
@@ -317,7 +317,8 @@ class UnsortedIndex:
 
     @staticmethod
     def build(keys, mapping: str = "wavelet", model=None, order: np.ndarray | None = None,
-              arity: int = 16, rank: str = "sampled", sample_rate: int = 512, block_lines: int = 2) -> UnsortedIndex:
+              arity: int = 16, rank: str = "sampled", sample_rate: int = 512, block_lines: int = 2,
+              depth: int | None = None) -> UnsortedIndex:
         """`order`: the stable argsort of keys if already known; `model`: fitted on
         keys[order] (None: the whole table is the window, i.e. plain binary search)."""
         if mapping not in MAPPINGS:
@@ -333,7 +334,7 @@ class UnsortedIndex:
         index = UnsortedIndex(keys, mapping, model)
         if mapping == "wavelet":
             index.tree = WaveletMapping.build(order, arity=arity, rank=rank, sample_rate=sample_rate,
-                                              block_lines=block_lines)
+                                              block_lines=block_lines, depth=depth)
         elif mapping == "permutation":
             index.perm = order.astype(np.uint32)
         else:

@@ -34,6 +34,13 @@ data types, rank optimisation, word alignment):
   node size): the rank inside a node is < the child size (a power of two that divides
   2^w) and equals the global count modulo it, since every earlier node holds exactly
   child-size copies of each symbol. Deep levels therefore need only 8-bit counts.
+Truncated tree (`depth` k < L; our choice, configurable, not in the slides): `access`
+walks only the top k levels; on reaching position p of the level-k order it knows the
+top k digits of the value, which fix the node start (p >> R) << R, and reads the
+remaining R = b (L - k) low bits from a plain bit-packed array kept in the level-k order
+(one unaligned 64-bit load). Only the k walked levels need ranks; the symbol bits are
+the same. k = L (the default) is the slides' tree, unchanged; k = 0 is a bit-packed
+permutation array of R = ceil(log2 n) bits per element.
 Within-node rank from a global one: every node before the current one on level l is
 full and holds m^(L-l-1) copies of each digit, so rank_in_node = rank_global - start / m.
 
@@ -98,6 +105,21 @@ def prefetch(typingctx, array, index):
     return sig, codegen
 
 
+@intrinsic
+def load_unaligned_u64(typingctx, array, byte_offset):
+    """The 8 bytes of `array`'s buffer from `byte_offset` on, as one little-endian uint64
+    (an unaligned load: x86 takes it in one instruction, two lines at worst)."""
+    sig = types.uint64(array, types.int64)
+
+    def codegen(context, builder, signature, args):
+        array_struct = context.make_array(signature.args[0])(context, builder, args[0])
+        base = builder.bitcast(array_struct.data, ir.IntType(8).as_pointer())
+        pointer = builder.bitcast(builder.gep(base, [args[1]]), ir.IntType(64).as_pointer())
+        return builder.load(pointer, align=1)
+
+    return sig, codegen
+
+
 def num_levels(n: int, arity: int) -> int:
     """L = ceil(log_arity n), at least 1: the number of m-ary digits of n-1."""
     levels, capacity = 1, arity
@@ -111,10 +133,11 @@ def num_levels(n: int, arity: int) -> int:
 
 
 @numba.njit(cache=True)
-def _build_levels(perm, levels, bits, rank_kind, sample_log2, digit_words, digit_off,
+def _build_levels(perm, levels, depth, bits, rank_kind, sample_log2, digit_words, digit_off,
                   rank_words, rank_off, rank_width, block_counts, super_counts, stride, header):
     """One stable m-way partition per level (seed 002, "Repartition L0 into 4 children"),
-    filling the packed digits and the chosen rank structure as it goes."""
+    filling the packed digits and the chosen rank structure as it goes, for the top
+    `depth` levels; returns the values in the level-`depth` order (for the low bits)."""
     n = perm.shape[0]
     m = 1 << bits
     sym_per_word = 64 // bits
@@ -124,7 +147,7 @@ def _build_levels(perm, levels, bits, rank_kind, sample_log2, digit_words, digit
     n_super = ((n - 1) >> 16) + 1
     running = np.zeros(m, dtype=np.int64)
     super_base = np.zeros(m, dtype=np.int64)
-    for level in range(levels):
+    for level in range(depth):
         shift = bits * (levels - 1 - level)  # weight of this level's digit = child node size
         base = digit_off[level]
         in_block = (1 << sample_log2) - 1
@@ -168,20 +191,22 @@ def _build_levels(perm, levels, bits, rank_kind, sample_log2, digit_words, digit
                                 np.uint64(running[s] - super_base[s]) << np.uint64((s & 3) * 16))
                 running[c] += 1
         seq, nxt = nxt, seq
+    return seq
 
 
 @numba.njit(cache=True)
-def _build_blocked(perm, levels, bits, words, level_off, block_words, header_words, per_block, count_width):
+def _build_blocked(perm, levels, depth, bits, words, level_off, block_words, header_words, per_block,
+                   count_width):
     """The same stable m-way partitions as `_build_levels`, written into the cache-line
     blocks of rank="blocked": block header = every symbol's count before the block
-    (modulo 2^count_width), then the block's digits."""
+    (modulo 2^count_width), then the block's digits. Returns the level-`depth` order."""
     n = perm.shape[0]
     m = 1 << bits
     sym_per_word = 64 // bits
     seq = perm.astype(np.int64)
     nxt = np.empty(n, dtype=np.int64)
     running = np.zeros(m, dtype=np.int64)
-    for level in range(levels):
+    for level in range(depth):
         shift = bits * (levels - 1 - level)
         per = per_block[level]
         header = header_words[level]
@@ -208,6 +233,20 @@ def _build_blocked(perm, levels, bits, words, level_off, block_words, header_wor
             nxt[(child << shift) + counter[child]] = v
             counter[child] += 1
         seq, nxt = nxt, seq
+    return seq
+
+
+@numba.njit(cache=True)
+def _pack_low(values, width, words):
+    """values[p] & (2^width - 1) into `words` at bit p * width, straddling words freely."""
+    mask = (np.int64(1) << width) - 1
+    for p in range(values.shape[0]):
+        bit = p * width
+        v = np.uint64(values[p] & mask)
+        s = bit & 63
+        words[bit >> 6] |= v << np.uint64(s)
+        if s + width > 64:
+            words[(bit >> 6) + 1] |= v >> np.uint64(64 - s)
 
 
 # ----------------------------------------------------------------------------- access
@@ -279,7 +318,10 @@ def _count_in_words(digit_words, first_word, count, c, bits):
 # version the argument passing alone cost ~70 ns per access.
 META_LEVELS, META_BITS, META_RANK_KIND, META_SAMPLE_LOG2 = 0, 1, 2, 3
 META_N_BLOCKS, META_N_SUPER, META_BLOCK_BASE, META_SUPER_BASE = 4, 5, 6, 7
-META_DIGIT_OFF = 8  # then digit_off[levels + 1], rank_off[levels + 1], rank_width[levels],
+META_DEPTH, META_STEPS, META_LOW_BASE, META_LOW_BITS = 8, 9, 10, 11  # truncated tree: levels walked,
+# steps of an access (levels walked + 1 low read if depth < levels), first word of the low
+# bits in buf, bits per low entry (R)
+META_DIGIT_OFF = 12  # then digit_off[levels + 1], rank_off[levels + 1], rank_width[levels],
 # stride[levels], header[levels], per_block[levels]: for full / sampled / interleaved the
 # digit of p on level l sits in word
 #   digit_off[l] + (p >> sample_log2) * stride[l] + header[l] + (p mod s) / (64 / b)
@@ -293,7 +335,10 @@ META_DIGIT_OFF = 8  # then digit_off[levels + 1], rank_off[levels + 1], rank_wid
 def _step(p, level, buf, meta, kind, bits):
     """One level of `access` (seed 002, "The Access Function"): the position on level + 1
     of the entry at position p of `level`; on the last level, the original index itself.
-    `kind` and `bits` are meta's; `step_for` compiles them in as constants."""
+    `kind` and `bits` are meta's; `step_for` compiles them in as constants. Step `depth`
+    of a truncated tree is the read of the low bits (`_low_value`)."""
+    if level == meta[META_DEPTH]:
+        return _low_value(p, buf, meta)
     levels = meta[META_LEVELS]
     rank_off_at = META_DIGIT_OFF + levels + 1
     width_at = rank_off_at + levels + 1
@@ -351,7 +396,13 @@ def _step(p, level, buf, meta, kind, bits):
 def _prefetch_step(p, level, buf, meta, kind, bits):
     """Prefetch what `_step(p, level)` will read: every line from the block's counts (or
     the sampled block's first digit) to the word holding p's digit (the popcount scans them
-    all), and the full rank matrix's word."""
+    all), and the full rank matrix's word; for the low read, the word(s) of its bits."""
+    if level == meta[META_DEPTH]:
+        width = meta[META_LOW_BITS]
+        bit = p * width
+        prefetch(buf, meta[META_LOW_BASE] + (bit >> 6))
+        prefetch(buf, meta[META_LOW_BASE] + ((bit + width - 1) >> 6))
+        return
     levels = meta[META_LEVELS]
     rank_off_at = META_DIGIT_OFF + levels + 1
     width_at = rank_off_at + levels + 1
@@ -376,6 +427,21 @@ def _prefetch_step(p, level, buf, meta, kind, bits):
     while line <= last:
         prefetch(buf, line)
         line += 8
+
+
+@numba.njit(cache=True, _nrt=False, error_model="numpy", inline="always")
+def _low_value(p, buf, meta):
+    """The last step of a truncated tree: p is a position in the level-depth order, whose
+    node (values with the same top digits) starts at (p >> R) << R; the value is that start
+    plus the R low bits stored at p. Departs from seed 002's "The Access Function", which
+    walks every level down to "Return the left-to-right ordering": ours, to spend the rank
+    structures on the top levels only; the slides' own "Wavelet Tree Optimizations" split
+    a 32-bit value into a 16-bit bucket and a 16-bit value within it in the same spirit."""
+    width = meta[META_LOW_BITS]
+    bit = p * width
+    word = load_unaligned_u64(buf, (meta[META_LOW_BASE] << 3) + (bit >> 3))
+    low = np.int64((word >> np.uint64(bit & 7)) & np.uint64((np.int64(1) << width) - 1))
+    return ((p >> width) << width) + low
 
 
 @numba.njit(cache=True, _nrt=False, inline="always")
@@ -427,7 +493,7 @@ def step_for(rank_kind: int, bits: int) -> tuple:
 def access_one(i, buf, meta):
     """Original index of the i-th smallest key (seed 002, "The Access Function")."""
     p = i
-    for level in range(meta[META_LEVELS]):
+    for level in range(meta[META_STEPS]):
         p = level_step(p, level, buf, meta)
     return p
 
@@ -452,11 +518,11 @@ def access_kernels_for(rank_kind: int, bits: int) -> tuple:
     def access_checksum(positions, buf, meta):
         """Per access: every access in one compiled loop, each waiting for the one before;
         the checksum keeps the loop alive."""
-        levels = meta[META_LEVELS]
+        steps = meta[META_STEPS]
         total = 0
         for k in range(positions.shape[0]):
             p = positions[k]
-            for level in range(levels):
+            for level in range(steps):
                 p = step(p, level, buf, meta)
             total += p
         return total
@@ -466,7 +532,7 @@ def access_kernels_for(rank_kind: int, bits: int) -> tuple:
         """Batched: len(current) accesses advanced level by level in lockstep, each
         prefetching its next level, so the misses of different accesses overlap.
         `current` is scratch (no allocation in an `_nrt=False` function)."""
-        levels = meta[META_LEVELS]
+        steps = meta[META_STEPS]
         group = current.shape[0]
         total = 0
         for start in range(0, positions.shape[0], group):
@@ -474,10 +540,10 @@ def access_kernels_for(rank_kind: int, bits: int) -> tuple:
             for g in range(size):
                 current[g] = positions[start + g]
                 prefetch_next(current[g], 0, buf, meta)
-            for level in range(levels):
+            for level in range(steps):
                 for g in range(size):
                     current[g] = step(current[g], level, buf, meta)
-                    if level + 1 < levels:
+                    if level + 1 < steps:
                         prefetch_next(current[g], level + 1, buf, meta)
             for g in range(size):
                 total += current[g]
@@ -492,26 +558,29 @@ def access_kernels_for(rank_kind: int, bits: int) -> tuple:
 
 @dataclass(frozen=True)
 class WaveletMapping:
-    """The built tree. Build with `WaveletMapping.build(perm, arity, rank, sample_rate)`."""
+    """The built tree. Build with `WaveletMapping.build(perm, arity, rank, sample_rate, depth=...)`."""
 
     n: int
     arity: int
     rank: str
     sample_rate: int
     levels: int
-    digit_words: np.ndarray  # uint64, all levels back to back
-    digit_off: np.ndarray  # int64 [levels + 1]: first word of each level
+    digit_words: np.ndarray  # uint64, the walked levels back to back
+    digit_off: np.ndarray  # int64 [levels + 1]: first word of each level (levels >= depth: empty)
     rank_words: np.ndarray  # uint64, packed full rank matrix (rank="full")
     rank_off: np.ndarray  # int64 [levels]: first word of each level's rank row
     rank_width: np.ndarray  # int64 [levels]: bits per rank entry (0 on the last level)
-    block_counts: np.ndarray  # uint16 [(levels-1) * n_blocks * m] (rank="sampled")
-    super_counts: np.ndarray  # uint32 [(levels-1) * n_super * m] (rank="sampled")
-    buf: np.ndarray  # uint64: the four arrays above are views into it (what access reads)
+    block_counts: np.ndarray  # uint16 [ranked levels * n_blocks * m] (rank="sampled")
+    super_counts: np.ndarray  # uint32 [ranked levels * n_super * m] (rank="sampled")
+    buf: np.ndarray  # uint64: the arrays above and low_words are views into it (what access reads)
     meta: np.ndarray  # int64: scalars and offsets into buf (see META_*)
     stride: np.ndarray  # int64 [levels]: words per block of sample_rate digits (+ header)
     header: np.ndarray  # int64 [levels]: count words ahead of each block (interleaved, blocked)
     per_block: np.ndarray  # int64 [levels]: positions per block (sample_rate unless blocked)
     block_lines: int = 0  # rank="blocked": 64-byte lines per block
+    depth: int = 0  # levels walked with ranks; == levels for the slides' full tree
+    low_bits: int = 0  # R: low bits per element read in one go after `depth` levels (0 if depth == levels)
+    low_words: np.ndarray | None = None  # uint64, R-bit entries in the level-depth order, + 1 pad word
 
     @property
     def bits(self) -> int:
@@ -525,11 +594,23 @@ class WaveletMapping:
     def n_super(self) -> int:
         return (self.n - 1) // SUPERBLOCK + 1
 
+    @property
+    def ranked_levels(self) -> int:
+        """Levels with a rank structure: the walked ones, but never the last level."""
+        return min(self.depth, self.levels - 1)
+
+    @property
+    def steps(self) -> int:
+        """Dependent steps of one access: the walked levels, plus the low read if truncated."""
+        return int(self.meta[META_STEPS])
+
     @staticmethod
     def build(perm: np.ndarray, arity: int = 4, rank: str = "full",
-              sample_rate: int = 512, block_lines: int = 2) -> WaveletMapping:
+              sample_rate: int = 512, block_lines: int = 2, depth: int | None = None) -> WaveletMapping:
         """perm[i] = original index of the i-th smallest key; must be a permutation of 0..n-1.
-        `sample_rate` sets the sampled / interleaved blocks, `block_lines` the blocked ones."""
+        `sample_rate` sets the sampled / interleaved blocks, `block_lines` the blocked ones;
+        `depth` the levels walked before the low bits are read in one go (None: all of them,
+        the slides' tree; 0: a bit-packed permutation array; see the module docstring)."""
         if arity not in ARITIES:
             raise ValueError(f"arity must be one of {ARITIES}, got {arity}")
         if rank not in RANK_KINDS:
@@ -546,13 +627,15 @@ class WaveletMapping:
         if not np.issubdtype(perm.dtype, np.integer):
             raise ValueError(f"perm must hold integers, got dtype {perm.dtype}")
         n = int(perm.size)
+        bits = arity.bit_length() - 1
+        levels = num_levels(n, arity)
+        depth = check_depth(depth, n, arity)
         perm = perm.astype(np.int64, copy=False)
         if perm.min() < 0 or perm.max() >= n or np.bincount(perm, minlength=n).max() != 1:
             raise ValueError("perm is not a permutation of 0..n-1")
-        bits = arity.bit_length() - 1
-        levels = num_levels(n, arity)
         if rank == "blocked":
-            return _build_blocked_mapping(perm, arity, levels, block_lines)
+            return _build_blocked_mapping(perm, arity, levels, block_lines, depth)
+        ranked = min(depth, levels - 1)
         sample_log2 = sample_rate.bit_length() - 1
         n_blocks = (n - 1) // sample_rate + 1
         n_super = (n - 1) // SUPERBLOCK + 1
@@ -560,44 +643,47 @@ class WaveletMapping:
         stride = np.full(levels, sample_rate * bits // 64, dtype=np.int64)
         header = np.zeros(levels, dtype=np.int64)
         level_words = np.full(levels, words_per_level, dtype=np.int64)
-        if rank == "interleaved":  # m 16-bit counts ahead of every block but on the last level
-            header[:-1] = -(-arity * 16 // 64)
-            stride[:-1] += header[:-1]
-            level_words[:-1] = n_blocks * stride[:-1]
+        level_words[depth:] = 0  # truncated: the levels below `depth` are in the low bits
+        if rank == "interleaved":  # m 16-bit counts ahead of every block of a ranked level
+            header[:ranked] = -(-arity * 16 // 64)
+            stride[:ranked] += header[:ranked]
+            level_words[:ranked] = n_blocks * stride[:ranked]
         digit_off = np.concatenate([[0], np.cumsum(level_words)]).astype(np.int64)
         digit_words = np.zeros(int(digit_off[-1]), dtype=np.uint64)
         rank_width = np.zeros(levels, dtype=np.int64)
         rank_off = np.zeros(levels + 1, dtype=np.int64)
         if rank == "full":
-            for level in range(levels - 1):
+            for level in range(ranked):
                 largest = min(arity ** (levels - 1 - level), n) - 1  # child node size - 1
                 rank_width[level] = max(1, int(largest).bit_length())
                 per_word = 64 // int(rank_width[level])
                 rank_off[level + 1] = rank_off[level] + (n + per_word - 1) // per_word
-            rank_off[levels] = rank_off[levels - 1]
+            rank_off[ranked + 1:] = rank_off[ranked]
             block_counts = np.zeros(0, dtype=np.uint16)
             super_counts = np.zeros(0, dtype=np.uint32)
         else:
-            separate = (levels - 1) * n_blocks * arity if rank == "sampled" else 0
+            separate = ranked * n_blocks * arity if rank == "sampled" else 0
             block_counts = np.zeros(separate, dtype=np.uint16)
-            super_counts = np.zeros((levels - 1) * n_super * arity, dtype=np.uint32)
+            super_counts = np.zeros(ranked * n_super * arity, dtype=np.uint32)
         rank_words = np.zeros(int(rank_off[levels]), dtype=np.uint64)
-        _build_levels(perm, levels, bits, _RANK_CODE[rank], sample_log2, digit_words, digit_off,
-                      rank_words, rank_off, rank_width, block_counts, super_counts, stride, header)
-        # one buffer: digits | rank words | block counts (4 per word) | super counts (2 per word)
-        parts = [digit_words, rank_words, _as_words(block_counts, 4), _as_words(super_counts, 2)]
+        order = _build_levels(perm, levels, depth, bits, _RANK_CODE[rank], sample_log2, digit_words, digit_off,
+                              rank_words, rank_off, rank_width, block_counts, super_counts, stride, header)
+        low_bits, low_words = _low_part(order, n, levels, bits, depth)
+        # one buffer: digits | rank words | block counts (4 per word) | super counts (2 per word) | low bits
+        parts = [digit_words, rank_words, _as_words(block_counts, 4), _as_words(super_counts, 2), low_words]
         bases = np.cumsum([0] + [part.size for part in parts])
         buf = aligned_words(int(bases[-1]))
         np.concatenate(parts, out=buf)
         per_block = np.full(levels, sample_rate, dtype=np.int64)
         meta = np.concatenate([
-            [levels, bits, _RANK_CODE[rank], sample_log2, n_blocks, n_super,
-             bases[2], bases[3]], digit_off, rank_off + bases[1], rank_width, stride, header, per_block,
-             _reciprocals(per_block)]).astype(np.int64)
-        views = [buf[bases[k]:bases[k + 1]] for k in range(4)]
+            [levels, bits, _RANK_CODE[rank], sample_log2, n_blocks, n_super, bases[2], bases[3]],
+            _depth_meta(levels, depth, bases[4], low_bits), digit_off, rank_off + bases[1], rank_width, stride,
+            header, per_block, _reciprocals(per_block)]).astype(np.int64)
+        views = [buf[bases[k]:bases[k + 1]] for k in range(5)]
         return WaveletMapping(n, arity, rank, sample_rate, levels, views[0], digit_off, views[1], rank_off,
                               rank_width, views[2].view(np.uint16)[: block_counts.size],
-                              views[3].view(np.uint32)[: super_counts.size], buf, meta, stride, header, per_block)
+                              views[3].view(np.uint32)[: super_counts.size], buf, meta, stride, header, per_block,
+                              depth=depth, low_bits=low_bits, low_words=views[4])
 
     # --- what the compiled kernels take (see `access_one`)
     @property
@@ -626,22 +712,27 @@ class WaveletMapping:
     # --- sizes (hand-countable: see tests/test_wavelet_tree.py)
     def size_bits(self) -> dict[str, int]:
         """Bits of each part; metadata (a few scalars and per-level offsets) not counted.
-        Blocked: every block header is rank, the rest of the blocks (padding too) digits."""
+        Blocked: every block header is rank, the rest of the blocks (padding too) digits.
+        `low`: the truncated tree's bit-packed low bits, whole words with the pad word."""
+        low = 64 * int(self.low_words.size)
         if self.rank == "blocked":
             n_blocks = -(-self.n // self.per_block)
             rank = 64 * int((n_blocks * self.header).sum())
-            return {"digits": 64 * int(self.buf.size) - rank, "rank": rank, "total": 64 * int(self.buf.size)}
+            digits = 64 * int(self.digit_off[-1]) - rank
+            return {"digits": digits, "rank": rank, "low": low, "total": digits + rank + low}
         headers = 64 * self.n_blocks * int(self.header.sum())  # interleaved block counts
         digits = 64 * int(self.digit_words.size) - headers
         rank = (64 * int(self.rank_words.size) + headers + 16 * int(self.block_counts.size)
                 + 32 * int(self.super_counts.size))
-        return {"digits": digits, "rank": rank, "total": digits + rank}
+        return {"digits": digits, "rank": rank, "low": low, "total": digits + rank + low}
 
     def bits_per_element(self) -> float:
         return self.size_bits()["total"] / self.n
 
     # --- unpacked views, for tests and the docs
     def level_digits(self, level: int) -> np.ndarray:
+        if not 0 <= level < self.depth:
+            raise ValueError(f"level {level}: digits are stored for levels 0..{self.depth - 1} only")
         bits = self.bits
         per_word = 64 // bits
         p = np.arange(self.n)
@@ -649,15 +740,63 @@ class WaveletMapping:
         word = self.digit_off[level] + (p // per) * self.stride[level] + self.header[level] + (p % per) // per_word
         return ((self.digit_words[word] >> ((p % per_word) * bits).astype(np.uint64)) & np.uint64(self.arity - 1)).astype(np.int64)
 
+    def low_values(self) -> np.ndarray:
+        """The truncated tree's low bits, unpacked, in the level-depth order."""
+        if self.depth == self.levels:
+            raise ValueError("a full-depth tree stores no low bits")
+        bit = np.arange(self.n, dtype=np.uint64) * np.uint64(self.low_bits)
+        pairs = self.low_words.view(np.uint32)  # little-endian halves: read 64 bits at any 32-bit boundary
+        word = (bit >> np.uint64(5)).astype(np.int64)
+        joined = pairs[word].astype(np.uint64) | (pairs[word + 1].astype(np.uint64) << np.uint64(32))
+        return ((joined >> (bit & np.uint64(31))) & np.uint64((1 << self.low_bits) - 1)).astype(np.int64)
+
     def rank_row(self, level: int) -> np.ndarray:
         """The slides' rank matrix row R_l (rank of each symbol inside its node)."""
-        if self.rank != "full" or level >= self.levels - 1:
-            raise ValueError("rank rows exist only for rank='full' and levels below the last")
+        if self.rank != "full" or level >= self.ranked_levels:
+            raise ValueError("rank rows exist only for rank='full' and the ranked levels (walked, not the last)")
         width = int(self.rank_width[level])
         per_word = 64 // width
         words = self.rank_words[self.rank_off[level]:self.rank_off[level + 1]]
         p = np.arange(self.n)
         return ((words[p // per_word] >> ((p % per_word) * width).astype(np.uint64)) & np.uint64((1 << width) - 1)).astype(np.int64)
+
+
+def check_depth(depth, n: int, arity: int) -> int:
+    """`depth` as the levels to walk (None: all L of them), or a one-line ValueError."""
+    levels = num_levels(n, arity)
+    if depth is None:
+        return levels
+    if isinstance(depth, (bool, np.bool_)) or not isinstance(depth, (int, np.integer)) or not 0 <= depth <= levels:
+        raise ValueError(f"depth must be an integer in [0, {levels}] (the levels of a {arity}-ary tree over "
+                         f"{n} values) or None for all of them, got {depth!r}")
+    return int(depth)
+
+
+def low_bits_for(n: int, levels: int, bits: int, depth: int) -> int:
+    """R, the low bits a truncated tree reads in one go: the b (L - depth) bits below the
+    walked digits (every node but the last is full, so all of them occur), and for depth 0
+    the whole value, ceil(log2 n) bits (at least 1); 0 for a full-depth tree."""
+    if depth == levels:
+        return 0
+    if depth == 0:
+        return max(1, (n - 1).bit_length())
+    return bits * (levels - depth)
+
+
+def _low_part(order: np.ndarray, n: int, levels: int, bits: int, depth: int) -> tuple[int, np.ndarray]:
+    """(R, the R-bit low parts of `order` (the level-depth order) packed back to back, plus
+    one pad word so that the 8-byte load of the last entry stays inside the buffer)."""
+    width = low_bits_for(n, levels, bits, depth)
+    if width == 0:
+        return 0, np.zeros(0, dtype=np.uint64)
+    words = np.zeros(-(-n * width // 64) + 1, dtype=np.uint64)
+    _pack_low(order, width, words)
+    return width, words
+
+
+def _depth_meta(levels: int, depth: int, low_base: int, low_bits: int) -> list[int]:
+    """META_DEPTH, META_STEPS, META_LOW_BASE, META_LOW_BITS."""
+    return [depth, depth if depth == levels else depth + 1, low_base, low_bits]
 
 
 def count_width(child_size: int) -> int:
@@ -667,15 +806,15 @@ def count_width(child_size: int) -> int:
     return next(w for w in (8, 16, 32) if w >= need)
 
 
-def _build_blocked_mapping(perm: np.ndarray, arity: int, levels: int, block_lines: int) -> WaveletMapping:
+def _build_blocked_mapping(perm: np.ndarray, arity: int, levels: int, block_lines: int, depth: int) -> WaveletMapping:
     """rank="blocked": aligned blocks of `block_lines` cache lines, each with the modular
-    counts of all symbols before it, then as many digits as fit."""
+    counts of all symbols before it, then as many digits as fit; then the low bits."""
     n = int(perm.size)
     bits = arity.bit_length() - 1
     block_words = LINE_WORDS * block_lines
     header = np.zeros(levels, dtype=np.int64)
     width = np.zeros(levels, dtype=np.int64)
-    for level in range(levels - 1):
+    for level in range(min(depth, levels - 1)):
         width[level] = count_width(arity ** (levels - 1 - level))
         header[level] = -(-arity * int(width[level]) // 64)
         if header[level] >= block_words:
@@ -683,19 +822,22 @@ def _build_blocked_mapping(perm: np.ndarray, arity: int, levels: int, block_line
                              f"({arity} x {width[level]} bits) leave no room for digits; use more lines per block")
     per_block = (block_words - header) * (64 // bits)
     n_blocks = -(-n // per_block)
+    n_blocks[depth:] = 0  # truncated: no blocks below `depth`
     digit_off = np.concatenate([[0], np.cumsum(n_blocks * block_words)]).astype(np.int64)
-    buf = aligned_words(int(digit_off[-1]))
-    buf[:] = 0
+    tree_words = np.zeros(int(digit_off[-1]), dtype=np.uint64)
     stride = np.full(levels, block_words, dtype=np.int64)
-    _build_blocked(perm, levels, bits, buf, digit_off, block_words, header, per_block, width)
+    order = _build_blocked(perm, levels, depth, bits, tree_words, digit_off, block_words, header, per_block, width)
+    low_bits, low_words = _low_part(order, n, levels, bits, depth)
+    buf = aligned_words(tree_words.size + low_words.size)
+    np.concatenate([tree_words, low_words], out=buf)
     rank_off = np.zeros(levels + 1, dtype=np.int64)
-    meta = np.concatenate([[levels, bits, RANK_BLOCKED, 0, 0, 0, 0, 0], digit_off, rank_off, width, stride,
-                           header, per_block, _reciprocals(per_block)]).astype(np.int64)
+    meta = np.concatenate([[levels, bits, RANK_BLOCKED, 0, 0, 0, 0, 0],
+                           _depth_meta(levels, depth, tree_words.size, low_bits), digit_off, rank_off, width,
+                           stride, header, per_block, _reciprocals(per_block)]).astype(np.int64)
     empty = np.zeros(0, dtype=np.uint64)
-    return WaveletMapping(n, arity, "blocked", 0, levels, buf, digit_off, empty, rank_off, width,
+    return WaveletMapping(n, arity, "blocked", 0, levels, buf[: tree_words.size], digit_off, empty, rank_off, width,
                           np.zeros(0, np.uint16), np.zeros(0, np.uint32), buf, meta, stride, header, per_block,
-                          block_lines)
-
+                          block_lines, depth=depth, low_bits=low_bits, low_words=buf[tree_words.size:])
 
 def _reciprocals(per_block: np.ndarray) -> np.ndarray:
     return np.array([-(-(1 << 32) // int(per)) for per in per_block], dtype=np.int64)
