@@ -43,6 +43,25 @@ def test_full_rank_and_baselines():
     assert methods[0].startswith("btree") and "permutation+pgm" in methods
 
 
+def test_truncated_trial_and_packed_peer():
+    workload = get("wavelet_mapping")
+    params = workload.make_params({**workload.smoke_params, "rank": "blocked", "block_lines": 4, "depth": 1})
+    metrics = workload.run(params, LocalReporter())
+    assert metrics["depth"] == 1 and metrics["levels"] == 4 and all(math.isfinite(v) for v in metrics.values())
+    assert 15 < metrics["bits_per_element"] < 32  # 16 symbol bits + one level's block counts
+    rows = {row["method"]: row for row in workload.baselines(params)}
+    # 2^15 > 20K: 15 bits each, 300000 bits -> 4688 words, + 1 pad word
+    assert rows["packed_permutation+linear"]["bits_per_element"] == pytest.approx(4689 * 64 / 20_000)
+
+
+@pytest.mark.parametrize("depth", [-1, 5, "deep"])
+def test_bad_depth(depth):
+    """20K values in a 16-ary tree: 4 levels, so depth lies in [0, 4]; one line naming the field."""
+    with pytest.raises(ValidationError, match="depth") as error:
+        get("wavelet_mapping").make_params({"n": 20_000, "arity": 16, "depth": depth})
+    assert len(error.value.errors()) == 1
+
+
 @pytest.mark.parametrize("field,value", [("arity", 8), ("sample_rate", 100), ("sample_rate", 32), ("sample_rate", 0),
                                          ("rank", "dense"), ("block_lines", 3), ("group", 0),
                                          ("model", "lstm"), ("n", 0), ("unknown", 1)])

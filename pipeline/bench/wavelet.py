@@ -10,6 +10,11 @@ model + last-mile search through the mapping); beside them the peers: the uint32
 permutation array and a sorted copy with positions (same model), binary search through
 the mapping without a model, and static B+-tree secondary indexes (`btree_f<fanout>`).
 
+Truncated trees (`--depths`, ours: see tree.py): `wavelet_m<m>_<layout>_k<k>` walks k
+levels with ranks, then reads the remaining low bits in one unaligned load; without the
+`_k` suffix the row is the slides' full-depth tree. `packed_permutation` is the depth-0
+tree: ceil(log2 n) bits per element, one unaligned read per access (at 10M: 24 bits).
+
 Two ways of running the same lookups, both for the mapping and for the B+-tree:
 - per query (`ns_per_access`, `ns_per_lookup`): one after the other, every probe waiting
   for the one before (latency);
@@ -63,6 +68,9 @@ def main(argv: list[str]) -> list[dict]:
                         choices=["sampled", "interleaved", "blocked"],
                         help="rank layouts: counts in their own array, in a header ahead of each block's "
                              "digits, or cache-line blocks with modular counts")
+    parser.add_argument("--depths", nargs="+", default=["full", "1", "2"],
+                        help="levels walked before the low bits are read in one go: 'full' (the slides' tree) "
+                             "or integers (truncated trees, rows named ..._k<depth>; deeper than the tree: skipped)")
     parser.add_argument("--max-full-rank-bits", type=float, default=64.0,
                         help="skip the full rank matrix where it would take more bits per element (m=2, 4 at 10M)")
     parser.add_argument("--max-bits", type=float, default=float("inf"),
@@ -78,6 +86,10 @@ def main(argv: list[str]) -> list[dict]:
     parser.add_argument("--binary-arity", type=int, default=16,
                         help="the arity whose first sampled tree also gets a binary search without a model")
     args = parser.parse_args(argv)
+    try:
+        depths = [None if depth == "full" else int(depth) for depth in args.depths]
+    except ValueError:
+        parser.error(f"--depths: each value is 'full' or an integer, got {args.depths}")
 
     keys = uniform_table(args.n, args.seed)
     queries = present_queries(keys, args.queries, args.seed)
@@ -149,6 +161,12 @@ def main(argv: list[str]) -> list[dict]:
     gather["batched"] = gather["per_query"]  # independent reads: already overlapped by the CPU
     add(f"permutation+{kind}", perm, gather, perm.build_seconds["mapping"], args.candidates)
     del perm
+    # the depth-0 tree: a bit-packed permutation array, ceil(log2 n) bits, one unaligned read per access
+    packed = UnsortedIndex.build(keys, "wavelet", model, order=order, rank="full", depth=0)
+    add(f"packed_permutation+{kind}", packed, {"per_query": time_access(packed.tree, positions, args.repeats),
+                                               "batched": time_access(packed.tree, positions, args.repeats, group)},
+        packed.build_seconds["mapping"], args.candidates)
+    del packed
     sorted_copy = UnsortedIndex.build(keys, "sorted_copy", model, order=order)
     none = {"per_query": float("nan"), "batched": float("nan")}
     add(f"sorted_copy+{kind}", sorted_copy, none, sorted_copy.build_seconds["mapping"])
@@ -165,36 +183,42 @@ def main(argv: list[str]) -> list[dict]:
                 configs += [("blocked", 0, lines) for lines in args.block_lines]
             else:
                 configs += [(layout, s, 0) for s in args.sample_rates]
-        for rank, sample_rate, lines in configs:
-            if rank == "full" and _full_rank_bits(args.n, arity) > args.max_full_rank_bits:
-                print(f"skip m={arity} full rank: {_full_rank_bits(args.n, arity):.0f} bits per element")
+        levels = num_levels(args.n, arity)
+        configs = [(rank, sample_rate, lines, depth) for rank, sample_rate, lines in configs for depth in depths
+                   if depth is None or depth < levels]  # depth == levels is the full tree
+        for rank, sample_rate, lines, depth in configs:
+            if rank == "full" and _full_rank_bits(args.n, arity, depth) > args.max_full_rank_bits:
+                print(f"skip m={arity} full rank depth {depth}: {_full_rank_bits(args.n, arity, depth):.0f} "
+                      "bits per element")
                 continue
             t0 = time.perf_counter()
             try:
                 tree = WaveletMapping.build(order, arity=arity, rank=rank, sample_rate=sample_rate or 512,
-                                            block_lines=lines or 2)
+                                            block_lines=lines or 2, depth=depth)
             except ValueError as error:  # blocked: the counts of m symbols do not fit the block
                 print(f"skip m={arity} {rank}: {error}")
                 continue
             build = time.perf_counter() - t0
             if rank != "full" and tree.bits_per_element() > args.max_bits:
-                print(f"skip m={arity} {rank} {sample_rate or lines}: {tree.bits_per_element():.1f} bits per element")
+                print(f"skip m={arity} {rank} {sample_rate or lines} depth {depth}: "
+                      f"{tree.bits_per_element():.1f} bits per element")
                 continue
             index = UnsortedIndex(keys, "wavelet", model, tree=tree)
             access = {"per_query": time_access(tree, positions, args.repeats),
                       "batched": time_access(tree, positions, args.repeats, group)}
             suffix = {"full": "full", "sampled": f"s{sample_rate}", "interleaved": f"i{sample_rate}",
                       "blocked": f"b{lines}"}[rank]
-            name = f"wavelet_m{arity}_{suffix}"
+            name = f"wavelet_m{arity}_{suffix}" + ("" if depth is None else f"_k{depth}")
             add(f"{name}+{kind}", index, access, build, args.candidates)
-            if not args.no_binary and rank != "full" and arity == args.binary_arity and first_sampled:
+            rows[-1].update({"depth": tree.depth, "steps": tree.steps})
+            if not args.no_binary and rank != "full" and arity == args.binary_arity and first_sampled and depth is None:
                 first_sampled = False
                 index.model = fit_model("none", keys)  # the whole table is the window
                 add(f"{name}+binary", index, access, build)
             del tree, index
             gc.collect()
     for row in rows:  # the issue's target: <= 28 bits per element and within 2x of the B+-tree
-        if not row["method"].startswith("wavelet"):
+        if not row["method"].startswith(("wavelet", "packed_permutation")):
             continue
         small = row["bits_per_element"] <= 28.0
         per_query = min(row["lookup_vs_btree"], row.get("lookup_kary_vs_btree", np.inf))
@@ -203,10 +227,12 @@ def main(argv: list[str]) -> list[dict]:
     return rows
 
 
-def _full_rank_bits(n: int, arity: int) -> float:
-    """Bits per element of the digits plus the full rank matrix (upper estimate)."""
+def _full_rank_bits(n: int, arity: int, depth: int | None = None) -> float:
+    """Bits per element of the digits (and low bits) plus the full rank matrix of the
+    walked levels (upper estimate): row l of L takes b (L - 1 - l) bits."""
     levels, bits = num_levels(n, arity), arity.bit_length() - 1
-    return levels * bits + bits * levels * (levels - 1) / 2
+    ranked = levels - 1 if depth is None else min(depth, levels - 1)
+    return levels * bits + sum(bits * (levels - 1 - level) for level in range(ranked))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Workload `wavelet_mapping`: a learned index over an unsorted table through an m-ary
 wavelet-tree mapping (seed 002), timed against a static B+-tree secondary index.
 
-One trial = one (arity, rank layout, model, lookup mode) point: build the mapping from
+One trial = one (arity, rank layout, depth, model, lookup mode) point: build the mapping from
 sorted rank to original position, fit the model on the sorted keys, time `access` and
 whole lookups (model window + last-mile search reading `data[access(mid)]`), and the
 B+-tree on the same queries in the same mode. The mode: per query (`group` 1, binary
@@ -27,7 +27,8 @@ from pipeline.workloads.wavelet.btree import StaticBPlusTree
 from pipeline.workloads.wavelet.index import UnsortedIndex, fit_model
 from pipeline.workloads.wavelet.measure import (present_queries, reference_lookup, time_access, time_btree,
                                                 time_gather, time_index, uniform_table)
-from pipeline.workloads.wavelet.tree import ARITIES, RANK_KINDS, WaveletMapping, entropy_bits_per_element
+from pipeline.workloads.wavelet.tree import (ARITIES, RANK_KINDS, WaveletMapping, check_depth,
+                                             entropy_bits_per_element)
 
 MODELS = ("none", "linear", "cubic", "rmi", "pgm", "radix_spline")
 
@@ -41,6 +42,7 @@ class WaveletParams(Params):
     rank: str = Field("sampled", description="rank layout: full (the slides' rank matrix), sampled (counts every sample_rate positions in their own array), interleaved (the same counts ahead of each block's digits) or blocked (cache-line blocks of block_lines lines, modular counts then digits)")
     sample_rate: int = Field(512, description="sampled / interleaved: counts every s positions (power of two in [64, 65536])")
     block_lines: int = Field(2, description="blocked: 64-byte lines per block (power of two; m=256 needs >= 16)")
+    depth: int | None = Field(None, ge=0, description="levels walked before the remaining low bits are read in one go (ours, not the slides'): None = all, the slides' tree; 0 = a bit-packed permutation array; at most ceil(log_m n)")
     group: int = Field(1, ge=1, le=1024, description="lookups in lockstep: 1 = per query (latency), > 1 = batched (throughput), for the mapping and the B+-tree alike")
     candidates: int = Field(1, ge=1, le=64, description="per query only: keys read at once per round of a k-ary window search (1 = binary search)")
     model: str = Field("pgm", description="learned model (issue 3): none, linear, cubic, rmi, pgm or radix_spline")
@@ -64,6 +66,13 @@ class WaveletParams(Params):
             raise ValueError(f"{info.field_name} must be a power of two in [{low}, {high}], got {value}")
         return value
 
+    @field_validator("depth")
+    @classmethod
+    def _depth(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and "n" in info.data and "arity" in info.data:
+            check_depth(value, info.data["n"], info.data["arity"])  # one line: "depth must be ... got 7"
+        return value
+
     # group > 1 with candidates > 1 is refused by `UnsortedIndex.search` (a one-line error)
     # and by a constraint of search_spaces/wavelet.yaml; not here, so that the search
     # rejects such a point before the trial instead of failing it.
@@ -79,7 +88,7 @@ class WaveletParams(Params):
 METRICS = (
     "bits_per_element", "model_bits_per_element", "total_bits_per_element", "ns_per_access", "ns_per_lookup", "probes_per_lookup",
     "btree_ns_per_lookup", "btree_bits_per_element", "permutation_ns_per_lookup", "bound_ratio",
-    "lookup_vs_btree", "build_s", "entropy_bits_per_element", "levels",
+    "lookup_vs_btree", "build_s", "entropy_bits_per_element", "levels", "depth",
 )
 
 
@@ -103,13 +112,14 @@ def run(params: WaveletParams, report: Reporter) -> dict[str, float]:
     positions = np.random.default_rng(params.seed + 2).integers(0, params.n, params.queries)
     t0 = time.perf_counter()
     tree = WaveletMapping.build(order, arity=params.arity, rank=params.rank, sample_rate=params.sample_rate,
-                                block_lines=params.block_lines)
+                                block_lines=params.block_lines, depth=params.depth)
     build_s = time.perf_counter() - t0
     model = fit_model(params.model, keys[order], **_model_params(params))
     index = UnsortedIndex(keys, "wavelet", model, tree=tree)
     sizes = {"bits_per_element": index.mapping_bits() / params.n, "model_bits_per_element": index.model_bits() / params.n,
              "total_bits_per_element": (index.mapping_bits() + index.model_bits()) / params.n,
-             "entropy_bits_per_element": entropy_bits_per_element(params.n), "levels": float(tree.levels), "build_s": build_s}
+             "entropy_bits_per_element": entropy_bits_per_element(params.n), "levels": float(tree.levels),
+             "depth": float(tree.depth), "build_s": build_s}
     report(sizes, step=0)
 
     group, candidates = params.group, params.candidates
@@ -139,7 +149,8 @@ def run(params: WaveletParams, report: Reporter) -> dict[str, float]:
 
 
 def baselines(params: WaveletParams) -> list[dict]:
-    """Peers on the same table: B+-tree secondary index, permutation array, sorted copy."""
+    """Peers on the same table: B+-tree secondary index, permutation array (uint32 and
+    bit-packed: the depth-0 tree), sorted copy."""
     keys, queries, order, expected = _data(params)
     positions = np.random.default_rng(params.seed + 2).integers(0, params.n, params.queries)
     model = fit_model(params.model, keys[order], **_model_params(params))
@@ -154,6 +165,11 @@ def baselines(params: WaveletParams) -> list[dict]:
         if mapping == "permutation":
             row["ns_per_access"] = time_gather(index.perm, positions, params.repeats)
         rows.append(row)
+    packed = UnsortedIndex.build(keys, "wavelet", model, order=order, rank="full", depth=0)
+    rows.append({"method": f"packed_permutation+{params.model}", "bits_per_element": packed.mapping_bits() / params.n,
+                 "ns_per_lookup": time_index(packed, queries, expected, params.repeats, params.group,
+                                             params.candidates).ns_per_lookup,
+                 "ns_per_access": time_access(packed.tree, positions, params.repeats), "group": params.group})
     return rows
 
 
