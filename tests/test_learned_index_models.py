@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+from numba import njit
 
 from pipeline.workloads.learned_index import data
 from pipeline.workloads.learned_index.models import fit_model
@@ -129,6 +132,89 @@ def test_batched_lookup_matches_the_plain_loop(group):
             batched = time_lookups(keys, queries, model, "bfs", repeats=1, batch=group)
             assert batched.checksum == plain.checksum == int(np.searchsorted(keys, queries).sum())
             assert batched.mean_window == plain.mean_window and batched.fallbacks == plain.fallbacks
+
+
+PIPELINE_MODELS = [("none", {}), ("rmi", {"top": "linear", "leaf": "linear", "bits": 8}),
+                   ("rmi", {"top": "lognormal", "leaf": "cubic", "bits": 6}),
+                   ("rmi", {"top": "normal", "leaf": "linear", "bits": 7}), ("ko", {"segments": 15}),
+                   ("pgm", {"epsilon": 2}), ("pgm", {"epsilon": 64})]
+
+
+@pytest.mark.slow  # a compilation per model's block function: ~15 s
+@pytest.mark.parametrize("block,ahead", [(1, 1), (4, 3), (16, 1), (64, 2)])
+def test_pipelined_lookup_matches_the_plain_loop(block, ahead):
+    """The software-pipelined loop finds numpy's positions (time_lookups raises otherwise)
+    over the same windows, with the same fallbacks: narrow windows through its fixed-width
+    count (SCAN keys from lo - 1), wide ones through BFS, at the table's ends, on
+    duplicate-heavy tables and absent keys; blocks not dividing the query count."""
+    from pipeline.workloads.learned_index.measure import time_lookups
+
+    tables = dict(_tables())
+    for name in ("duplicates", "max_key", "two", "lognormal"):
+        keys = tables[name]
+        queries = data.make_queries(keys, 1001, seed=3, absent_fraction=0.3)
+        queries = np.concatenate([queries, keys[:3], keys[-3:], np.array([0, np.iinfo(np.uint64).max], dtype=np.uint64)])
+        for kind, params in PIPELINE_MODELS:
+            model = fit_model(kind, keys, **params)
+            plain = time_lookups(keys, queries, model, "bfs", repeats=1)
+            piped = time_lookups(keys, queries, model, "bfs", repeats=1, batch=block, ahead=ahead)
+            assert piped.checksum == plain.checksum == int(np.searchsorted(keys, queries).sum())
+            assert piped.mean_window == plain.mean_window and piped.fallbacks == plain.fallbacks
+
+
+@njit
+def _shifted_window(state, q):
+    """Keys 0, 2, 4, ...: the bound of q is q // 2; a 2-wide window `offset` keys off it."""
+    offset, n = state
+    lo = min(max(np.int64(q // 2) + offset, 0), n)
+    return lo, min(lo + 2, n)
+
+
+@pytest.mark.parametrize("offset", [-30, -3, 1, 3, 30])
+def test_pipelined_lookup_counts_positions_outside_the_window(offset):
+    """Windows that miss the bound: the fixed-width count notices (count 0 or SCAN) and
+    falls back to BFS, or finds the bound just beside the window; the misses counted are
+    the plain loop's and the hand count's."""
+    from pipeline.workloads.learned_index.measure import time_lookups
+
+    n = 5000
+    keys = np.arange(0, 2 * n, 2, dtype=np.uint64)
+    model = dataclasses.replace(fit_model("linear", keys), window=_shifted_window, windows=None,
+                                window_state=(np.int64(offset), np.int64(n)))
+    bound = np.arange(n)
+    lo = np.clip(bound + offset, 0, n)
+    misses = int(((bound < lo) | (bound > np.minimum(lo + 2, n))).sum())
+    assert misses > 0
+    plain = time_lookups(keys, keys, model, "bfs", repeats=1)
+    piped = time_lookups(keys, keys, model, "bfs", repeats=1, batch=8, ahead=2)
+    assert piped.checksum == plain.checksum == int(bound.sum())
+    assert piped.fallbacks == plain.fallbacks == misses
+
+
+def test_pipelined_lookup_needs_a_block():
+    from pipeline.workloads.learned_index.measure import time_lookups
+
+    keys = np.arange(100, dtype=np.uint64)
+    model = fit_model("linear", keys)
+    for batch, ahead in [(0, 2), (8, -1)]:
+        with pytest.raises(ValueError, match="ahead must be"):
+            time_lookups(keys, keys, model, "bfs", batch=batch, ahead=ahead)
+    with pytest.raises(ValueError, match="search must be 'bfs'"):
+        time_lookups(keys, keys, model, "bbs", batch=8, ahead=1)
+
+
+def test_fast_ln_and_to_position():
+    from pipeline.workloads.learned_index.models import to_position
+    from pipeline.workloads.learned_index.rmi import fast_ln
+
+    ln = njit(lambda x: fast_ln(x))
+    values = np.concatenate([np.geomspace(1.0, 2.0**64, 20_001), [np.sqrt(2.0), np.nextafter(np.sqrt(2.0), 3.0),
+                                                                    np.nextafter(2.0, 0.0), 2.0**-1000, 1e300]])
+    errors = np.abs(np.array([ln(v) for v in values]) - np.log(values))
+    assert errors.max() < 1e-10
+    position = njit(lambda v, n: to_position(v, n))
+    assert [position(v, 10) for v in (np.nan, -1.0, -0.5, 0.0, 3.7, 9.99, 10.0, 1e300, np.inf, -np.inf)] == \
+        [0, 0, 0, 0, 3, 9, 10, 10, 10, 0]
 
 
 def test_batched_lookup_needs_bfs_and_a_group():

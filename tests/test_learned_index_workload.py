@@ -182,7 +182,7 @@ def test_bench_rows_tiny():
     from pipeline.bench import learned_index as bench
 
     rows = bench.main(["--n", "20000", "--queries", "3000", "--quick", "--repeats", "1", "--pygm-queries", "500",
-                       "--batches", "8", "--sy-n", "3000"])
+                       "--batches", "8", "--pipelines", "4x2", "--sy-n", "3000"])
     methods = {r["method"] for r in rows}
     assert {"numpy.searchsorted", "random_read_floor", "random_read_floor_scalar", "random_read_latency", "bbs",
             "bfs batched G=8"} <= methods
@@ -190,7 +190,19 @@ def test_bench_rows_tiny():
     assert {"rmi <=2% batched", "sy_rmi <=2% batched", "pgm <=0.2% batched"} <= methods
     assert all(r["batch"] == 8 for r in rows if r["method"].endswith(" batched"))
     assert all(r["predict_ns"] > 0 for r in rows if r["method"].endswith("<=2% batched"))
+    assert {"rmi <=2% pipelined", "pgm <=0.2% pipelined"} <= methods
+    assert all(r["batch"] == 4 and r["ahead"] == 2 and r["predict_ns"] > 0
+               for r in rows if r["method"].endswith("<=2% pipelined"))
     for row in rows:
         assert row["ns_per_lookup"] > 0
         if "budget" in row:
             assert row["space_fraction"] <= row["budget"]
+
+
+@pytest.mark.parametrize("spec", ["8", "8x0", "0x2", "ax2", "8x2x1"])
+def test_bench_rejects_bad_pipelines(spec, capsys):
+    from pipeline.bench import learned_index as bench
+
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--n", "1000", "--pipelines", spec])
+    assert exit_info.value.code == 2 and "--pipelines" in capsys.readouterr().err

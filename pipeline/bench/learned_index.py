@@ -11,7 +11,11 @@ two lookup loops, and the fastest within each budget is one row per loop:
 - `"<class> <=2%"`: the plain loop, one query after the other (BBS or BFS last mile, the
   seed's and SOSD's measurement);
 - `"<class> <=2% batched"`: the staged loop of `measure._lookup_sum_batched`, G queries
-  interleaved (G in --batches; the row's `batch` says which won), BFS last mile.
+  interleaved (G in --batches; the row's `batch` says which won), BFS last mile;
+- `"<class> <=2% pipelined"`: the software-pipelined loop of
+  `measure._lookup_sum_pipelined`, windows computed a block of B queries at a time and
+  searched A blocks later (B x A in --pipelines; the row's `batch` and `ahead` say which
+  won), narrow windows by one fixed-width count of SCAN keys, wide ones by BFS.
 
 The RMIs are the front of CDFShop's full two-phase search (`rmi.optimize_rmi`, all 8 top x
 4 leaf types; `--quick` narrows it), each timed. SY-RMI (seed §3.2) takes its synopsis
@@ -24,9 +28,10 @@ PyGM has no batch lookup: its `bisect_left` is called from a Python loop, so its
 includes a pybind11 call per query; `call_overhead_ns` (a no-op pybind11 method call) is
 reported beside it to read it by.
 
-The batched rows of the 2% budget also carry `predict_ns`: the model alone (its window
-for every query in one compiled loop, no table read), what a lookup costs before its
-first read of the table (`measure.time_predictions`).
+The batched and pipelined rows of the 2% budget also carry `predict_ns`: the model alone
+(its window for every query in one compiled loop, no table read), what a lookup costs
+before its first read of the table (`measure.time_predictions`; for the pipelined row
+the block form, B queries per call, as that loop calls it).
 
 Floors, all over the table itself and timed like the lookups (measure.py):
 `random_read_floor` is the issue's, a compiled gather of one uniformly random read per
@@ -136,6 +141,9 @@ def main(argv: list[str]) -> list[dict]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batches", default="16,32,64,128",
                         help="group sizes G of the interleaved lookup, comma-separated; empty: plain loop only")
+    parser.add_argument("--pipelines", default="8x4,32x1",
+                        help="pipelined loops to time per model, as BLOCKxAHEAD (queries per block, blocks a search "
+                             "trails its prediction by); empty: none")
     parser.add_argument("--sy-n", type=int, default=data.LEVEL_SIZES["L3"],
                         help="keys of the synthetic tables SY-RMI's synopsis is mined from (0: this table's front)")
     parser.add_argument("--sy-ub", default="all", choices=("all", "pair"),
@@ -147,6 +155,13 @@ def main(argv: list[str]) -> list[dict]:
     parser.add_argument("--all-rows", action="store_true", help="also return every configuration timed")
     args = parser.parse_args(argv)
     batches = tuple(int(b) for b in args.batches.split(",") if b.strip())
+    try:
+        pipelines = tuple(tuple(int(v) for v in p.lower().split("x")) for p in args.pipelines.split(",") if p.strip())
+        if any(len(p) != 2 or p[0] < 1 or p[1] < 1 for p in pipelines):
+            raise ValueError
+    except ValueError:
+        parser.error(f"--pipelines: a comma-separated list of BLOCKxAHEAD, both >= 1 (e.g. 8x4,32x1); "
+                     f"got {args.pipelines!r}")
     log = lambda message: print(f"[learned_index] {message}", flush=True)  # noqa: E731
     began = time.perf_counter()
 
@@ -185,12 +200,13 @@ def main(argv: list[str]) -> list[dict]:
 
     def measure(kind: str, params: dict) -> None:
         model = fit_model(kind, keys, **params)
-        for routine, batch in [(r, 0) for r in ROUTINES] + [("bfs", g) for g in batches]:
-            metrics = evaluate(keys, queries, model, routine, 3, args.repeats, table.key_bytes, expected, batch)
-            loop = f"bfs x{batch} interleaved" if batch else routine
+        loops = [(r, 0, 0) for r in ROUTINES] + [("bfs", g, 0) for g in batches] + [("bfs", b, a) for b, a in pipelines]
+        for routine, batch, ahead in loops:
+            metrics = evaluate(keys, queries, model, routine, 3, args.repeats, table.key_bytes, expected, batch, ahead)
+            loop = (f"pipelined {batch}x{ahead}" if ahead else f"bfs x{batch} interleaved") if batch else routine
             timed.append({"kind": kind, "params": params, "config": f"{model.label}+{loop}", "batch": batch,
-                          **metrics})
-        mine = timed[-(len(ROUTINES) + len(batches)):]
+                          "ahead": ahead, **metrics})
+        mine = timed[-len(loops):]
         log(f"{model.label}: space {mine[0]['space_fraction']:.2e}, "
             + ", ".join(f"{r['config'].rsplit('+', 1)[1]} {r['ns_per_lookup']:.1f}" for r in mine) + " ns")
 
@@ -211,15 +227,15 @@ def main(argv: list[str]) -> list[dict]:
     pygm_rows = _pygm_rows(keys, queries, table_bytes, args.pygm_queries)
     for label, budget in BUDGETS.items():
         for kind in dict.fromkeys(r["kind"] for r in timed):
-            for loop, batched in (("", False), (" batched", True)):
-                fitting = [r for r in timed if r["kind"] == kind and r["space_fraction"] <= budget
-                           and bool(r["batch"]) == batched]
+            for loop in ("", " batched", " pipelined"):
+                style = lambda r: " pipelined" if r["ahead"] else (" batched" if r["batch"] else "")  # noqa: E731
+                fitting = [r for r in timed if r["kind"] == kind and r["space_fraction"] <= budget and style(r) == loop]
                 if not fitting:
                     continue
                 best = min(fitting, key=lambda r: r["ns_per_lookup"])
-                if batched and budget == max(BUDGETS.values()):  # what the model alone costs per query
+                if loop and budget == max(BUDGETS.values()):  # what the model alone costs per query
                     best["predict_ns"] = time_predictions(fit_model(best["kind"], keys, **best["params"]), queries,
-                                                          args.repeats)
+                                                          args.repeats, block=best["batch"] if best["ahead"] else 0)
                 rows.append({"method": f"{kind} {label}{loop}", "budget": budget,
                              **{k: v for k, v in best.items() if k not in ("kind", "params")},
                              "speedup_vs_searchsorted": searchsorted / best["ns_per_lookup"],

@@ -138,6 +138,91 @@ def _lookup_sum_batched(window, state, keys, queries, group):
     return total, windows, fallbacks
 
 
+#: keys the pipelined lookup compares with the query at once, from the key before the
+#: window on: windows up to SCAN - 2 keys wide are searched by one fixed-width count
+#: (wider ones: branch-free binary search). 8 keys = one 64-byte line's worth, one
+#: AVX-512 compare.
+SCAN = 8
+
+
+@njit(error_model="numpy")
+def _lookup_sum_pipelined(windows, state, keys, queries, block, ahead):
+    """The software-pipelined form of `_lookup_sum`: the same three sums.
+
+    Queries go in blocks of `block`. Each step computes the windows of one block with the
+    model's block function (`Model.windows`: an RMI routes the whole block, then runs its
+    leaves, so that the routes vectorise); then, query by query, it prefetches the keys
+    the new block's j-th window will read and searches the j-th query of the block
+    computed `ahead` steps earlier, whose keys have had that long to arrive (prefetches
+    and searches interleaved, so that the misses in flight stay even; measured faster
+    than a block of prefetches then a block of searches). A window [lo, hi) of at most
+    SCAN - 2 keys is searched by counting the keys below the query among the SCAN keys
+    from lo - 1 on: a fixed-width count, no branch on the data and no loop whose length
+    varies, whose count c also checks the window (0 < c < SCAN: keys[lo - 1] < q <=
+    keys[lo + SCAN - 2], so the lower bound is lo - 1 + c, inside the window or not);
+    c = 0 or SCAN falls back to BFS over the rest of the table, as `_lookup_sum` does.
+    Wider windows, and windows at the table's ends, take BFS and `_lookup_sum`'s edge
+    checks. Where `_lookup_sum_batched` overlaps the misses of one group's binary-search
+    steps, this overlaps a block's table reads with the next blocks' predictions: for a
+    model whose windows are a few keys, a lookup then costs about its prediction plus one
+    table read's share of the memory's throughput. Compiled with numpy's error model (no
+    zero-division branch), which lets the model's arithmetic vectorise."""
+    n = keys.size
+    last = n - 1
+    ring = ahead + 1
+    lo = np.empty(ring * block, dtype=np.int64)
+    hi = np.empty(ring * block, dtype=np.int64)
+    scratch = np.empty(block, dtype=np.int64)
+    blocks = (queries.size + block - 1) // block
+    total = 0
+    windows_sum = 0
+    fallbacks = 0
+    for step in range(blocks + ahead):
+        at = (step % ring) * block
+        count = 0
+        if step < blocks:  # predict this block
+            count = min(block, queries.size - step * block)
+            windows(state, queries, step * block, count, lo, hi, at, scratch)
+        searched = step - ahead
+        searched_count = 0
+        if searched >= 0:
+            searched_count = min(block, queries.size - searched * block)
+        searched_at = (searched % ring) * block
+        for j in range(max(count, searched_count)):
+            if j < count:  # start the reads of this block's j-th window
+                prefetch(keys, min(max(lo[at + j] - 1, 0), last))
+                prefetch(keys, min(max(lo[at + j] + SCAN - 2, hi[at + j] - 1), last))
+            if j >= searched_count:
+                continue
+            q = queries[searched * block + j]  # search the j-th query of the earlier block
+            window_lo = lo[searched_at + j]
+            window_hi = hi[searched_at + j]
+            windows_sum += window_hi - window_lo
+            first = window_lo - 1
+            if window_hi - window_lo <= SCAN - 2 and first >= 0 and first + SCAN <= n:
+                below = 0
+                for i in range(SCAN):
+                    below += keys[first + i] < q
+                if below == 0:  # keys[lo - 1] >= q: the bound is left of the window
+                    position = bfs(keys, 0, first, q, 3)
+                elif below == SCAN:  # every scanned key < q: right of it
+                    position = bfs(keys, first + SCAN, n, q, 3)
+                else:
+                    position = first + below
+                fallbacks += (position < window_lo) | (position > window_hi)
+                total += position
+                continue
+            position = bfs(keys, window_lo, window_hi, q, 3)
+            if position == window_hi and window_hi < n and keys[window_hi] < q:
+                position = bfs(keys, window_hi + 1, n, q, 3)
+                fallbacks += 1
+            elif position == window_lo and window_lo > 0 and keys[window_lo - 1] >= q:
+                position = bfs(keys, 0, window_lo - 1, q, 3)
+                fallbacks += 1
+            total += position
+    return total, windows_sum, fallbacks
+
+
 @njit(cache=True)
 def _bfe_sum(eytzinger, rank, queries):
     total = 0
@@ -205,22 +290,34 @@ def _timed(call, count: int, repeats: int) -> tuple[float, float, tuple[float, .
 
 
 def time_lookups(keys: np.ndarray, queries: np.ndarray, model: Model | None, search: str = "bbs", k: int = 3,
-                 repeats: int = 3, expected: int | None = None, batch: int = 0) -> Timing:
+                 repeats: int = 3, expected: int | None = None, batch: int = 0, ahead: int = 0) -> Timing:
     """Mean ns per lookup (model + last-mile search) over all queries, in one compiled
     loop; median of `repeats` runs after a warm-up that compiles. `model=None` with
     search "bfe" times the Eytzinger layout (it has no window).
 
     batch = 0: the plain loop, one query after the other. batch = G > 0: the staged loop
-    of `_lookup_sum_batched`, G queries interleaved, last mile BFS (search must be "bfs")."""
+    of `_lookup_sum_batched`, G queries interleaved, last mile BFS (search must be "bfs");
+    with ahead = A > 0 as well, the pipelined loop of `_lookup_sum_pipelined`, blocks of G
+    queries searched A blocks after their windows were computed (search "bfs": it scans
+    narrow windows and runs BFS over wide ones)."""
     keys = np.ascontiguousarray(keys, dtype=KEY)
     queries = np.ascontiguousarray(queries, dtype=KEY)
     expected = expected_checksum(keys, queries) if expected is None else expected
     if batch < 0:
         raise ValueError(f"batch must be 0 (plain loop) or a group size > 0, got {batch}")
+    if ahead < 0 or (ahead and not batch):
+        raise ValueError(f"ahead must be 0 or, with a block size batch > 0, the blocks a search trails its "
+                         f"prediction by; got ahead = {ahead}, batch = {batch}")
     if batch and search != "bfs":
         raise ValueError(f"batch = {batch}: the interleaved lookup's last mile is branch-free binary search; "
                          f"search must be 'bfs', got {search!r}")
-    if batch:
+    if ahead:
+        _lookup_sum_pipelined(model.windows, model.window_state, keys, queries[:64], np.int64(batch), np.int64(ahead))
+        median, wall, samples, (checksum, windows, fallbacks) = _timed(
+            lambda: _lookup_sum_pipelined(model.windows, model.window_state, keys, queries, np.int64(batch),
+                                          np.int64(ahead)),
+            queries.size, repeats)
+    elif batch:
         _lookup_sum_batched(model.window, model.window_state, keys, queries[:64], np.int64(batch))
         median, wall, samples, (checksum, windows, fallbacks) = _timed(
             lambda: _lookup_sum_batched(model.window, model.window_state, keys, queries, np.int64(batch)),
@@ -255,10 +352,29 @@ def _windows_sum(window, state, queries):
     return total
 
 
-def time_predictions(model: Model, queries: np.ndarray, repeats: int = 3) -> float:
+@njit(error_model="numpy")
+def _block_windows_sum(windows, state, queries, block):
+    lo = np.empty(block, dtype=np.int64)
+    hi = np.empty(block, dtype=np.int64)
+    scratch = np.empty(block, dtype=np.int64)
+    total = 0
+    for start in range(0, queries.size, block):
+        count = min(block, queries.size - start)
+        windows(state, queries, start, count, lo, hi, 0, scratch)
+        for j in range(count):
+            total += lo[j] + hi[j]
+    return total
+
+
+def time_predictions(model: Model, queries: np.ndarray, repeats: int = 3, block: int = 0) -> float:
     """ns per query of the model alone: its window over every query in one compiled loop,
-    no read of the table. What a lookup costs before its first table read."""
+    no read of the table. What a lookup costs before its first table read. block = B > 0:
+    the block form the pipelined lookup calls (`Model.windows`), B queries per call."""
     queries = np.ascontiguousarray(queries, dtype=KEY)
+    if block:
+        _block_windows_sum(model.windows, model.window_state, queries[:64], np.int64(block))
+        return _timed(lambda: _block_windows_sum(model.windows, model.window_state, queries, np.int64(block)),
+                      queries.size, repeats)[0]
     _windows_sum(model.window, model.window_state, queries[:64])
     return _timed(lambda: _windows_sum(model.window, model.window_state, queries), queries.size, repeats)[0]
 
@@ -295,10 +411,11 @@ def time_random_read_latency(keys: np.ndarray, count: int, seed: int = 0, repeat
 
 
 def evaluate(keys: np.ndarray, queries: np.ndarray, model: Model, search: str = "bbs", k: int = 3,
-             repeats: int = 3, key_bytes: int = 8, expected: int | None = None, batch: int = 0) -> dict[str, float]:
-    """Every metric of one model + routine on one table and query set (`batch`: see
-    `time_lookups`)."""
-    timing = time_lookups(keys, queries, model, search, k, repeats, expected, batch)
+             repeats: int = 3, key_bytes: int = 8, expected: int | None = None, batch: int = 0,
+             ahead: int = 0) -> dict[str, float]:
+    """Every metric of one model + routine on one table and query set (`batch`, `ahead`:
+    see `time_lookups`)."""
+    timing = time_lookups(keys, queries, model, search, k, repeats, expected, batch, ahead)
     n = keys.size
     mean_window = timing.mean_window
     return {

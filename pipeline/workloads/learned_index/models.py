@@ -65,6 +65,14 @@ class Model:
     avg_log2_error: float = 0.0
     #: KO only: the degree chosen for each segment
     degrees: list[int] = field(default_factory=list)
+    #: numba dispatcher (window_state, queries, start, count, lo, hi, at, scratch): the
+    #: windows of queries[start:start + count] into lo[at:], hi[at:] (scratch: int64, >=
+    #: count), what the pipelined lookup calls once per block; None: `window` in a loop
+    windows: Callable | None = None
+
+    def __post_init__(self) -> None:
+        if self.windows is None:
+            self.windows = default_windows(self.window)
 
     def search_bounds(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi), int64: search keys[lo:hi) for the lower bound (module docstring)."""
@@ -139,13 +147,14 @@ def _measure_errors(predict, state, keys, slots):
 
 def finish(kind: str, keys: np.ndarray, predict: Callable, state: tuple, slots: int, param_bytes: int,
            params: dict, started: float, window: Callable | None = None,
-           pack: Callable[[np.ndarray, np.ndarray], tuple] | None = None) -> Model:
+           pack: Callable[[np.ndarray, np.ndarray], tuple] | None = None, windows: Callable | None = None) -> Model:
     """Measure the errors of a built predictor and wrap it as a Model.
 
     By default the window is `make_window(predict)` over per-slot errors, which add
     2 x 8 bytes per slot to `param_bytes`. A model that lays its errors out itself (the RMI
     keeps each leaf's error beside its parameters) passes its own `window` and `pack`
-    (err_lo, err_hi) -> window_state, and counts them in `param_bytes`.
+    (err_lo, err_hi) -> window_state, and counts them in `param_bytes`, and may pass the
+    block form of its window (`Model.windows`).
     """
     n = int(keys.size)
     err_lo, err_hi, mean_window, log2_error = _measure_errors(predict, state, keys, np.int64(slots))
@@ -156,7 +165,7 @@ def finish(kind: str, keys: np.ndarray, predict: Callable, state: tuple, slots: 
         window_state = pack(err_lo, err_hi)
     return Model(kind=kind, n=n, window=window, window_state=window_state, err_lo=err_lo, err_hi=err_hi,
                  size_bytes=int(param_bytes), params=params, build_seconds=time.perf_counter() - started,
-                 train_window=float(mean_window), avg_log2_error=float(log2_error))
+                 train_window=float(mean_window), avg_log2_error=float(log2_error), windows=windows)
 
 
 _WINDOWS: dict[Callable, Callable] = {}
@@ -169,14 +178,29 @@ def _default_window(predict: Callable) -> Callable:
     return _WINDOWS[predict]
 
 
+_BLOCK_WINDOWS: dict[Callable, Callable] = {}
+
+
+def default_windows(window: Callable) -> Callable:
+    """The block form of a window function (`Model.windows`): one query after the other."""
+    if window not in _BLOCK_WINDOWS:
+
+        @njit(inline="always")
+        def windows(state, queries, start, count, lo, hi, at, scratch):
+            for j in range(count):
+                lo[at + j], hi[at + j] = window(state, queries[start + j])
+
+        _BLOCK_WINDOWS[window] = windows
+    return _BLOCK_WINDOWS[window]
+
+
 @njit(inline="always")
 def to_position(value, n):
-    """floor(value) clipped to [0, n]; NaN goes to 0."""
-    if not value >= 0.0:
-        return np.int64(0)
-    if value >= n:
-        return np.int64(n)
-    return np.int64(value)
+    """floor(value) clipped to [0, n]; NaN goes to 0. Written as selects, not branches, so
+    that a loop over queries that calls it can be vectorised."""
+    clipped = value if value >= 0.0 else 0.0
+    clipped = clipped if clipped < n else float(n)
+    return np.int64(clipped)
 
 
 # ---------------------------------------------------------------- no model
