@@ -109,6 +109,15 @@ def test_batch_needs_bfs():
     assert metrics["ns_per_lookup"] > 0
 
 
+def test_pipelined_trial_needs_a_block():
+    with pytest.raises(ValueError, match="ahead = 2: the pipelined lookup needs a block size"):
+        WORKLOAD.validate(WORKLOAD.make_params({"ahead": 2, "search": "bfs"}))
+    with pytest.raises(ValueError, match="ahead"):
+        WORKLOAD.make_params({"ahead": -1})
+    metrics, _ = _run(model="rmi", rmi_top="lognormal", rmi_leaf="cubic", rmi_bits=6, search="bfs", batch=8, ahead=2)
+    assert metrics["ns_per_lookup"] > 0 and metrics["fallbacks"] >= 0
+
+
 def test_baselines_rows():
     params = WORKLOAD.make_params({"level": "L1", "queries": 3000, "repeats": 1})
     rows = WORKLOAD.baselines(params)

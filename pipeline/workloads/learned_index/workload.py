@@ -49,6 +49,9 @@ class LearnedIndexParams(Params):
     search: Literal[ROUTINES] = Field("bbs", description="last-mile search routine (§3.1); 'bfe' only with model 'none'")
     batch: int = Field(0, ge=0, description="0: plain loop, one query after the other; G > 0: G queries interleaved "
                                             "(staged lookup, measure.py), last mile BFS: search must be 'bfs'")
+    ahead: int = Field(0, ge=0, le=64, description="0: as batch says; A > 0 (with batch = B > 0): the software-pipelined "
+                                                   "lookup, windows computed B queries at a time and searched A blocks "
+                                                   "later (measure.py)")
     k: int = Field(3, ge=2, le=20, description="arity of kbbs/kbfs (seed: k in [3, 20]); guard size of tip")
     ko_segments: int = Field(15, ge=1, le=20, description="KO-BFS/KO-BBS segments (seed's best: 15)")
     rmi_top: Literal[TOP_TYPES] = Field("linear_spline", description="RMI top model type (CDFShop's)")
@@ -170,13 +173,13 @@ def run(params: LearnedIndexParams, report: Reporter) -> dict[str, float]:
         expected = expected_checksum(keys, queries)
         model = build(params, table, level)
         metrics = evaluate(keys, queries, model, params.search, params.k, params.repeats, table.key_bytes, expected,
-                           params.batch)
+                           params.batch, params.ahead)
         if params.time_baseline:
             plain = fit_model("none", keys)
             metrics["bbs_ns_per_lookup"] = time_lookups(keys, queries, plain, "bbs", 3, params.repeats, expected).ns_per_lookup
             metrics["speedup_vs_bbs"] = metrics["bbs_ns_per_lookup"] / metrics["ns_per_lookup"]
         rows.append({"level": level, "dist": dist, "table": table.name, "model": model.label, "search": params.search,
-                     "batch": params.batch, **metrics})
+                     "batch": params.batch, "ahead": params.ahead, **metrics})
         report({f"{name}/{level}/{dist}": metrics[name] for name in PER_TABLE if name in metrics}
                | {"ns_per_lookup": metrics["ns_per_lookup"]}, step=step)
     _write_rows(rows, report)
@@ -215,6 +218,8 @@ def validate(params: LearnedIndexParams) -> None:
     if params.batch and params.search != "bfs":
         raise ValueError(f"batch = {params.batch}: the interleaved lookup's last mile is branch-free binary search; "
                          f"search must be 'bfs', got {params.search!r}")
+    if params.ahead and not params.batch:
+        raise ValueError(f"ahead = {params.ahead}: the pipelined lookup needs a block size, batch > 0; got batch = 0")
     if params.search in ("kbbs", "kbfs") and params.k < 3:
         raise ValueError(f"k-ary search needs k >= 3 (seed: k in [3, 20]), got {params.k}")
 
