@@ -35,6 +35,19 @@ from pipeline.workloads.learned_index.models import KEY, Model
 from pipeline.workloads.learned_index.search import WINDOWED, bfe, bfs, eytzinger_layout
 
 
+@njit(inline="always")
+def _edges(keys, q, position, lo, hi, k):
+    """(the lower bound, 1 if it lies outside the window [lo, hi] else 0), from `position`,
+    the bound found inside the window: where that is a window end and the key beyond it
+    says the bound lies further out, BFS over the rest of the table finds it."""
+    n = keys.size
+    if position == hi and hi < n and keys[hi] < q:
+        return bfs(keys, hi + 1, n, q, k), 1
+    if position == lo and lo > 0 and keys[lo - 1] >= q:
+        return bfs(keys, 0, lo - 1, q, k), 1
+    return position, 0
+
+
 @njit
 def _lookup_sum(window, state, keys, queries, search, k):
     """(sum of lower bounds, sum of window sizes, lookups finished outside the window).
@@ -48,13 +61,8 @@ def _lookup_sum(window, state, keys, queries, search, k):
         q = queries[i]
         lo, hi = window(state, q)
         windows += hi - lo
-        position = search(keys, lo, hi, q, k)
-        if position == hi and hi < n and keys[hi] < q:
-            position = bfs(keys, hi + 1, n, q, k)
-            fallbacks += 1
-        elif position == lo and lo > 0 and keys[lo - 1] >= q:
-            position = bfs(keys, 0, lo - 1, q, k)
-            fallbacks += 1
+        position, moved = _edges(keys, q, search(keys, lo, hi, q, k), lo, hi, k)
+        fallbacks += moved
         total += position
     return total, windows, fallbacks
 
@@ -126,14 +134,8 @@ def _lookup_sum_batched(window, state, keys, queries, group):
             position = base[j]
             if size[j] == 1 and keys[position] < q:
                 position += 1
-            lo = window_lo[j]
-            hi = window_hi[j]
-            if position == hi and hi < n and keys[hi] < q:
-                position = bfs(keys, hi + 1, n, q, 3)
-                fallbacks += 1
-            elif position == lo and lo > 0 and keys[lo - 1] >= q:
-                position = bfs(keys, 0, lo - 1, q, 3)
-                fallbacks += 1
+            position, moved = _edges(keys, q, position, window_lo[j], window_hi[j], 3)
+            fallbacks += moved
             total += position
     return total, windows, fallbacks
 
@@ -212,13 +214,8 @@ def _lookup_sum_pipelined(windows, state, keys, queries, block, ahead):
                 fallbacks += (position < window_lo) | (position > window_hi)
                 total += position
                 continue
-            position = bfs(keys, window_lo, window_hi, q, 3)
-            if position == window_hi and window_hi < n and keys[window_hi] < q:
-                position = bfs(keys, window_hi + 1, n, q, 3)
-                fallbacks += 1
-            elif position == window_lo and window_lo > 0 and keys[window_lo - 1] >= q:
-                position = bfs(keys, 0, window_lo - 1, q, 3)
-                fallbacks += 1
+            position, moved = _edges(keys, q, bfs(keys, window_lo, window_hi, q, 3), window_lo, window_hi, 3)
+            fallbacks += moved
             total += position
     return total, windows_sum, fallbacks
 
