@@ -225,10 +225,10 @@ def main(argv: list[str]) -> list[dict]:
         row["speedup_vs_searchsorted"] = searchsorted / row["ns_per_lookup"]
         row["times_floor"] = row["ns_per_lookup"] / floor
     pygm_rows = _pygm_rows(keys, queries, table_bytes, args.pygm_queries)
+    style = lambda r: " pipelined" if r["ahead"] else (" batched" if r["batch"] else "")  # noqa: E731
     for label, budget in BUDGETS.items():
         for kind in dict.fromkeys(r["kind"] for r in timed):
             for loop in ("", " batched", " pipelined"):
-                style = lambda r: " pipelined" if r["ahead"] else (" batched" if r["batch"] else "")  # noqa: E731
                 fitting = [r for r in timed if r["kind"] == kind and r["space_fraction"] <= budget and style(r) == loop]
                 if not fitting:
                     continue

@@ -53,7 +53,6 @@ def _lookup_sum(window, state, keys, queries, search, k):
     """(sum of lower bounds, sum of window sizes, lookups finished outside the window).
     The two counters cost an add and an increment on a rare branch: they ride along so
     that one compilation per (model, routine) serves timing and statistics."""
-    n = keys.size
     total = 0
     windows = 0
     fallbacks = 0
@@ -308,32 +307,28 @@ def time_lookups(keys: np.ndarray, queries: np.ndarray, model: Model | None, sea
     if batch and search != "bfs":
         raise ValueError(f"batch = {batch}: the interleaved lookup's last mile is branch-free binary search; "
                          f"search must be 'bfs', got {search!r}")
-    if ahead:
-        _lookup_sum_pipelined(model.windows, model.window_state, keys, queries[:64], np.int64(batch), np.int64(ahead))
-        median, wall, samples, (checksum, windows, fallbacks) = _timed(
-            lambda: _lookup_sum_pipelined(model.windows, model.window_state, keys, queries, np.int64(batch),
-                                          np.int64(ahead)),
-            queries.size, repeats)
-    elif batch:
-        _lookup_sum_batched(model.window, model.window_state, keys, queries[:64], np.int64(batch))
-        median, wall, samples, (checksum, windows, fallbacks) = _timed(
-            lambda: _lookup_sum_batched(model.window, model.window_state, keys, queries, np.int64(batch)),
-            queries.size, repeats)
-    elif search == "bfe":
+    if search == "bfe":  # batch > 0 has search "bfs" (checked above)
         if model is not None and model.kind != "none":
             raise ValueError("search 'bfe' has no window: it runs over its own Eytzinger layout, model 'none' only")
         eytzinger, rank = eytzinger_layout(keys)
         _bfe_sum(eytzinger, rank, queries[:64])
         median, wall, samples, checksum = _timed(lambda: _bfe_sum(eytzinger, rank, queries), queries.size, repeats)
         windows, fallbacks = float(keys.size) * queries.size, 0
-    else:
-        if search not in WINDOWED:
-            raise ValueError(f"unknown search routine {search!r}; valid: {', '.join(WINDOWED)}, bfe")
-        routine, arity = WINDOWED[search], np.int64(k)
-        _lookup_sum(model.window, model.window_state, keys, queries[:64], routine, arity)
-        median, wall, samples, (checksum, windows, fallbacks) = _timed(
-            lambda: _lookup_sum(model.window, model.window_state, keys, queries, routine, arity),
-            queries.size, repeats)
+    else:  # a windowed loop: (sum of positions, sum of windows, fallbacks)
+        if ahead:
+            lookup = lambda qs: _lookup_sum_pipelined(  # noqa: E731
+                model.windows, model.window_state, keys, qs, np.int64(batch), np.int64(ahead))
+        elif batch:
+            lookup = lambda qs: _lookup_sum_batched(  # noqa: E731
+                model.window, model.window_state, keys, qs, np.int64(batch))
+        else:
+            if search not in WINDOWED:
+                raise ValueError(f"unknown search routine {search!r}; valid: {', '.join(WINDOWED)}, bfe")
+            routine, arity = WINDOWED[search], np.int64(k)
+            lookup = lambda qs: _lookup_sum(model.window, model.window_state, keys, qs, routine, arity)  # noqa: E731
+        lookup(queries[:64])  # compiles
+        median, wall, samples, (checksum, windows, fallbacks) = _timed(lambda: lookup(queries), queries.size,
+                                                                       repeats)
     if int(checksum) != expected:
         raise RuntimeError(f"wrong lookups: sum of positions {int(checksum)} != numpy's {expected} "
                            f"({model.label if model else search}, {search}); no time is reported")
@@ -369,11 +364,11 @@ def time_predictions(model: Model, queries: np.ndarray, repeats: int = 3, block:
     the block form the pipelined lookup calls (`Model.windows`), B queries per call."""
     queries = np.ascontiguousarray(queries, dtype=KEY)
     if block:
-        _block_windows_sum(model.windows, model.window_state, queries[:64], np.int64(block))
-        return _timed(lambda: _block_windows_sum(model.windows, model.window_state, queries, np.int64(block)),
-                      queries.size, repeats)[0]
-    _windows_sum(model.window, model.window_state, queries[:64])
-    return _timed(lambda: _windows_sum(model.window, model.window_state, queries), queries.size, repeats)[0]
+        predict = lambda qs: _block_windows_sum(model.windows, model.window_state, qs, np.int64(block))  # noqa: E731
+    else:
+        predict = lambda qs: _windows_sum(model.window, model.window_state, qs)  # noqa: E731
+    predict(queries[:64])  # compiles
+    return _timed(lambda: predict(queries), queries.size, repeats)[0]
 
 
 def time_searchsorted(keys: np.ndarray, queries: np.ndarray, repeats: int = 3) -> float:

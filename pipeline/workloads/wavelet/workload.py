@@ -157,19 +157,19 @@ def baselines(params: WaveletParams) -> list[dict]:
     btree = StaticBPlusTree.build(keys, fanout=params.btree_fanout, leaf_size=params.btree_fanout, order=order)
     rows = [{"method": f"btree_f{params.btree_fanout}", "bits_per_element": btree.size_bits() / params.n,
              "ns_per_lookup": time_btree(btree, queries, expected, params.repeats, params.group), "group": params.group}]
-    for mapping in ("permutation", "sorted_copy"):
-        index = UnsortedIndex.build(keys, mapping, model, order=order)
-        row = {"method": f"{mapping}+{params.model}", "bits_per_element": index.mapping_bits() / params.n,
+    peers = {"permutation": ("permutation", {}), "sorted_copy": ("sorted_copy", {}),
+             "packed_permutation": ("wavelet", {"rank": "full", "depth": 0})}  # the depth-0 tree
+    for name, (mapping, options) in peers.items():  # built one at a time: each is a copy of the order or more
+        index = UnsortedIndex.build(keys, mapping, model, order=order, **options)
+        row = {"method": f"{name}+{params.model}", "bits_per_element": index.mapping_bits() / params.n,
                "ns_per_lookup": time_index(index, queries, expected, params.repeats, params.group,
                                            params.candidates).ns_per_lookup, "group": params.group}
-        if mapping == "permutation":
+        if name == "permutation":
             row["ns_per_access"] = time_gather(index.perm, positions, params.repeats)
+        elif mapping == "wavelet":
+            row["ns_per_access"] = time_access(index.tree, positions, params.repeats)
         rows.append(row)
-    packed = UnsortedIndex.build(keys, "wavelet", model, order=order, rank="full", depth=0)
-    rows.append({"method": f"packed_permutation+{params.model}", "bits_per_element": packed.mapping_bits() / params.n,
-                 "ns_per_lookup": time_index(packed, queries, expected, params.repeats, params.group,
-                                             params.candidates).ns_per_lookup,
-                 "ns_per_access": time_access(packed.tree, positions, params.repeats), "group": params.group})
+        del index
     return rows
 
 
