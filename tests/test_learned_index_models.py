@@ -144,8 +144,8 @@ PIPELINE_MODELS = [("none", {}), ("rmi", {"top": "linear", "leaf": "linear", "bi
 @pytest.mark.parametrize("block,ahead", [(1, 1), (4, 3), (16, 1), (64, 2)])
 def test_pipelined_lookup_matches_the_plain_loop(block, ahead):
     """The software-pipelined loop finds numpy's positions (time_lookups raises otherwise)
-    over the same windows, with the same fallbacks: narrow windows through its fixed-width
-    count (SCAN keys from lo - 1), wide ones through BFS, at the table's ends, on
+    over the same windows, with the same fallbacks: narrow windows through its count of
+    one or two cache lines, wide ones through BFS, at the table's ends, on
     duplicate-heavy tables and absent keys; blocks not dividing the query count."""
     from pipeline.workloads.learned_index.measure import time_lookups
 
@@ -172,8 +172,8 @@ def _shifted_window(state, q):
 
 @pytest.mark.parametrize("offset", [-30, -3, 1, 3, 30])
 def test_pipelined_lookup_counts_positions_outside_the_window(offset):
-    """Windows that miss the bound: the fixed-width count notices (count 0 or SCAN) and
-    falls back to BFS, or finds the bound just beside the window; the misses counted are
+    """Windows that miss the bound: the line count notices (count 0 or every key counted)
+    and falls back to BFS, or finds the bound just beside the window; the misses counted are
     the plain loop's and the hand count's."""
     from pipeline.workloads.learned_index.measure import time_lookups
 
@@ -189,6 +189,66 @@ def test_pipelined_lookup_counts_positions_outside_the_window(offset):
     piped = time_lookups(keys, keys, model, "bfs", repeats=1, batch=8, ahead=2)
     assert piped.checksum == plain.checksum == int(bound.sum())
     assert piped.fallbacks == plain.fallbacks == misses
+
+
+@pytest.mark.parametrize("offset", range(8))
+def test_pipelined_lookup_at_every_line_offset(offset):
+    """The line count takes its lines from where the table's data starts in memory: tables
+    starting at each of the 8 key offsets within a 64-byte line (views into one buffer)
+    give numpy's positions, with windows of 1 to 20 keys crossing lines at every point."""
+    from pipeline.workloads.learned_index.measure import line_offset, time_lookups
+
+    n = 3000
+    buffer = np.empty(n + 16, dtype=np.uint64)
+    start = (line_offset(buffer) + offset) % 8
+    keys = buffer[start:start + n]
+    keys[:] = np.arange(0, 3 * n, 3, dtype=np.uint64)
+    assert line_offset(keys) == (8 - offset) % 8
+    queries = np.arange(0, 3 * n + 3, dtype=np.uint64)  # every key, every gap, past the end
+    bound = np.searchsorted(keys, queries)
+    for width in (1, 2, 7, 15, 20):
+        model = dataclasses.replace(fit_model("linear", keys), window=_sized_window, windows=None,
+                                    window_state=(np.int64(width), np.int64(n)))
+        piped = time_lookups(keys, queries, model, "bfs", repeats=1, batch=8, ahead=2)
+        assert piped.checksum == int(bound.sum()) and piped.fallbacks == 0
+
+
+@njit
+def _sized_window(state, q):
+    """Keys 0, 3, 6, ...: a window of `width` keys around the bound of q, ending at it
+    for some queries and starting at it for others."""
+    width, n = state
+    bound = np.int64((q + np.uint64(2)) // np.uint64(3))
+    lo = min(max(bound - np.int64(q % np.uint64(width + 1)), 0), n)
+    return lo, min(lo + width, n)
+
+
+def test_count_below_counts_a_line():
+    from pipeline.workloads.learned_index.measure import count_below
+
+    count = njit(lambda keys, i, q: count_below(keys, i, q))
+    keys = np.array([0, 5, 5, 9, 2**63, 2**64 - 2, 2**64 - 1, 2**64 - 1, 7], dtype=np.uint64)
+    for q in [0, 1, 5, 6, 9, 10, 2**63, 2**63 + 1, 2**64 - 1]:
+        assert count(keys, 0, np.uint64(q)) == int((keys[:8] < np.uint64(q)).sum())  # unsigned, not signed
+    assert count(keys, 1, np.uint64(8)) == int((keys[1:9] < 8).sum())
+
+
+def test_rmi_windows_centred_and_asymmetric():
+    """A leaf stores err_lo in its constant term and err_lo + err_hi as its width, so the
+    window is [p - err_lo, p + err_hi]: on smooth keys with many leaves, a centred fit's
+    window is about one key plus the bound (err_lo 0, err_hi 1), the library's fit
+    (truncated, not centred) about two; both hold every bound, absent keys included."""
+    keys = data.synthetic_keys("lognormal", 200_000)
+    queries = data.make_queries(keys, 20_000, seed=1, absent_fraction=0.5)
+    centred = fit_model("rmi", keys, top="lognormal", leaf="linear", bits=12)
+    truncated = fit_model("rmi", keys, top="lognormal", leaf="linear", bits=12, centred=False)
+    assert truncated.params["centred"] is False and "centred" not in centred.params
+    assert centred.train_window < 1.1 < 1.9 < truncated.train_window
+    assert centred.size_bytes == truncated.size_bytes
+    for model in (centred, truncated):
+        lo, hi = model.search_bounds(keys)
+        assert np.all(hi - lo <= (model.err_lo + model.err_hi).max())
+        _check_bounds(model, keys, queries)
 
 
 def test_pipelined_lookup_needs_a_block():
