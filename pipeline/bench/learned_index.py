@@ -15,7 +15,8 @@ two lookup loops, and the fastest within each budget is one row per loop:
 - `"<class> <=2% pipelined"`: the software-pipelined loop of
   `measure._lookup_sum_pipelined`, windows computed a block of B queries at a time and
   searched A blocks later (B x A in --pipelines; the row's `batch` and `ahead` say which
-  won), narrow windows by one fixed-width count of SCAN keys, wide ones by BFS.
+  won), narrow windows by counting the keys below the query in the one or two cache
+  lines that hold them (`measure.count_below`), wide ones by BFS.
 
 The RMIs are the front of CDFShop's full two-phase search (`rmi.optimize_rmi`, all 8 top x
 4 leaf types; `--quick` narrows it), each timed. SY-RMI (seed §3.2) takes its synopsis
@@ -141,7 +142,7 @@ def main(argv: list[str]) -> list[dict]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batches", default="16,32,64,128",
                         help="group sizes G of the interleaved lookup, comma-separated; empty: plain loop only")
-    parser.add_argument("--pipelines", default="8x4,32x1",
+    parser.add_argument("--pipelines", default="16x2,32x1",
                         help="pipelined loops to time per model, as BLOCKxAHEAD (queries per block, blocks a search "
                              "trails its prediction by); empty: none")
     parser.add_argument("--sy-n", type=int, default=data.LEVEL_SIZES["L3"],
@@ -160,7 +161,7 @@ def main(argv: list[str]) -> list[dict]:
         if any(len(p) != 2 or p[0] < 1 or p[1] < 1 for p in pipelines):
             raise ValueError
     except ValueError:
-        parser.error(f"--pipelines: a comma-separated list of BLOCKxAHEAD, both >= 1 (e.g. 8x4,32x1); "
+        parser.error(f"--pipelines: a comma-separated list of BLOCKxAHEAD, both >= 1 (e.g. 16x2,32x1); "
                      f"got {args.pipelines!r}")
     log = lambda message: print(f"[learned_index] {message}", flush=True)  # noqa: E731
     began = time.perf_counter()
