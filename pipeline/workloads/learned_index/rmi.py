@@ -368,8 +368,8 @@ def fit_rmi(keys: np.ndarray, top: str = "linear_spline", leaf: str = "linear", 
             branching: int | None = None, centred: bool = True) -> Model:
     """A two-level RMI with `branching` leaves (default 2^bits; capped at the table size).
 
-    Each leaf's window is [lo, lo + width): the leaf's prediction minus its err_lo, taken
-    as one floor, and err_lo + err_hi, both measured on the table (`models.finish`). The
+    A leaf's window (models.py's (lo, hi)) is lo = floor(prediction - err_lo), hi = lo +
+    err_lo + err_hi, both errors measured on the table (`models.finish`). The
     leaf stores err_lo folded into its constant term and the width in its error slot, so
     the window costs what the RMI library's symmetric error does (one parameter per leaf)
     and is as tight as the two errors allow: the RMI library keeps one error per leaf
