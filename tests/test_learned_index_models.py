@@ -231,6 +231,8 @@ def test_count_below_counts_a_line():
     for q in [0, 1, 5, 6, 9, 10, 2**63, 2**63 + 1, 2**64 - 1]:
         assert count(keys, 0, np.uint64(q)) == int((keys[:8] < np.uint64(q)).sum())  # unsigned, not signed
     assert count(keys, 1, np.uint64(8)) == int((keys[1:9] < 8).sum())
+    with pytest.raises(Exception, match="count_below"):  # only uint64 tables: no silent reinterpretation
+        count(keys.astype(np.int64), 0, np.uint64(1))
 
 
 def test_rmi_windows_centred_and_asymmetric():

@@ -149,7 +149,11 @@ def count_below(typingctx, array, start, q):
     load, one unsigned compare and a population count (AVX-512: vpcmpuq, kmov, popcnt;
     LLVM lowers the same IR to narrower vectors elsewhere). Written as IR because numba
     leaves the equivalent loop of eight scalar compares unvectorised (measured: ~3x
-    slower per lookup on L2-resident keys). No bounds check: the caller keeps i + 8 <= n."""
+    slower per lookup on L2-resident keys). No bounds check: the caller keeps i + 8 <= n.
+    Typed for C-contiguous 1-D uint64 arrays only (the tables' type, `models.KEY`)."""
+    if not (isinstance(array, types.Array) and array.ndim == 1 and array.layout == "C"
+            and array.dtype == types.uint64):
+        return None  # numba reports the call as untyped
 
     def codegen(context, builder, signature, args):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
