@@ -22,6 +22,7 @@ Reduction factor, both of the seed's definitions, in percent of the table thrown
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -177,16 +178,12 @@ def line_offset(keys: np.ndarray) -> int:
     return int((-keys.ctypes.data) % 64) // keys.itemsize
 
 
-_PIPELINED: dict = {}
-
-
+@functools.cache
 def _lookup_sum_pipelined(windows):
     """The pipelined loop compiled for one block function (`Model.windows`), cached: the
     block function is a global of the loop, so numba inlines it (passed as an argument,
     it was a call per block: `time_predictions` of the lognormal/cubic RMI, 512 leaves,
     blocks of 16, 10M lognormal keys: 9.7-10.8 ns per query that way, 7.5-7.6 inlined)."""
-    if windows in _PIPELINED:
-        return _PIPELINED[windows]
 
     @njit(error_model="numpy")
     def lookup(state, keys, queries, block, ahead, align):
@@ -266,7 +263,6 @@ def _lookup_sum_pipelined(windows):
                 total += position
         return total, windows_sum, fallbacks
 
-    _PIPELINED[windows] = lookup
     return lookup
 
 
@@ -397,29 +393,25 @@ def _windows_sum(window, state, queries):
     return total
 
 
-_BLOCK_SUMS: dict = {}
-
-
+@functools.cache
 def _block_windows_sum(windows):
     """The block form's loop for `time_predictions`, compiled per block function as the
     pipelined loop is (`_lookup_sum_pipelined`), so that both inline it alike."""
-    if windows not in _BLOCK_SUMS:
 
-        @njit(error_model="numpy")
-        def block_sum(state, queries, block):
-            lo = np.empty(block, dtype=np.int64)
-            hi = np.empty(block, dtype=np.int64)
-            scratch = np.empty(block, dtype=np.int64)
-            total = 0
-            for start in range(0, queries.size, block):
-                count = min(block, queries.size - start)
-                windows(state, queries, start, count, lo, hi, 0, scratch)
-                for j in range(count):
-                    total += lo[j] + hi[j]
-            return total
+    @njit(error_model="numpy")
+    def block_sum(state, queries, block):
+        lo = np.empty(block, dtype=np.int64)
+        hi = np.empty(block, dtype=np.int64)
+        scratch = np.empty(block, dtype=np.int64)
+        total = 0
+        for start in range(0, queries.size, block):
+            count = min(block, queries.size - start)
+            windows(state, queries, start, count, lo, hi, 0, scratch)
+            for j in range(count):
+                total += lo[j] + hi[j]
+        return total
 
-        _BLOCK_SUMS[windows] = block_sum
-    return _BLOCK_SUMS[windows]
+    return block_sum
 
 
 def time_predictions(model: Model, queries: np.ndarray, repeats: int = 3, block: int = 0) -> float:
