@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from pipeline.workloads.learned_index import data
+from pipeline.workloads.learned_index import data, rmi
 from pipeline.workloads.learned_index.models import fit_model
 
 #: (kind, params) small enough to fit in milliseconds on a few thousand keys
@@ -28,6 +28,8 @@ MODELS = [
     ("rmi", {"top": "normal", "leaf": "linear", "bits": 8}),
     ("rmi", {"top": "lognormal", "leaf": "cubic", "bits": 6}),
     ("rmi", {"top": "lognormal", "leaf": "loglinear", "bits": 9}),
+    ("rmi", {"top": "log_radix", "leaf": "linear", "bits": 10}),
+    ("rmi", {"top": "log_radix", "leaf": "cubic", "bits": 6}),
     ("pgm", {"epsilon": 8}),
     ("pgm", {"epsilon": 64, "epsilon_recursive": 2}),
     ("pgm_bicriteria", {"space_bound": 0.01, "a": 1.0}),
@@ -136,12 +138,13 @@ def test_batched_lookup_matches_the_plain_loop(group):
 
 PIPELINE_MODELS = [("none", {}), ("rmi", {"top": "linear", "leaf": "linear", "bits": 8}),
                    ("rmi", {"top": "lognormal", "leaf": "cubic", "bits": 6}),
-                   ("rmi", {"top": "normal", "leaf": "linear", "bits": 7}), ("ko", {"segments": 15}),
+                   ("rmi", {"top": "normal", "leaf": "linear", "bits": 7}),
+                   ("rmi", {"top": "log_radix", "leaf": "linear", "bits": 8}), ("ko", {"segments": 15}),
                    ("pgm", {"epsilon": 2}), ("pgm", {"epsilon": 64})]
 
 
 @pytest.mark.slow  # a compilation per model's block function: ~15 s
-@pytest.mark.parametrize("block,ahead", [(1, 1), (4, 3), (16, 1), (64, 2)])
+@pytest.mark.parametrize("block,ahead", [(1, 1), (1, 32), (4, 3), (16, 1), (64, 2)])  # block 1: the fused form
 def test_pipelined_lookup_matches_the_plain_loop(block, ahead):
     """The software-pipelined loop finds numpy's positions (time_lookups raises otherwise)
     over the same windows, with the same fallbacks: narrow windows through its count of
@@ -186,9 +189,10 @@ def test_pipelined_lookup_counts_positions_outside_the_window(offset):
     misses = int(((bound < lo) | (bound > np.minimum(lo + 2, n))).sum())
     assert misses > 0
     plain = time_lookups(keys, keys, model, "bfs", repeats=1)
-    piped = time_lookups(keys, keys, model, "bfs", repeats=1, batch=8, ahead=2)
-    assert piped.checksum == plain.checksum == int(bound.sum())
-    assert piped.fallbacks == plain.fallbacks == misses
+    for block, ahead in ((8, 2), (1, 16)):  # the block form and the fused one
+        piped = time_lookups(keys, keys, model, "bfs", repeats=1, batch=block, ahead=ahead)
+        assert piped.checksum == plain.checksum == int(bound.sum())
+        assert piped.fallbacks == plain.fallbacks == misses
 
 
 @pytest.mark.parametrize("offset", range(8))
@@ -209,8 +213,9 @@ def test_pipelined_lookup_at_every_line_offset(offset):
     for width in (1, 2, 7, 15, 20):
         model = dataclasses.replace(fit_model("linear", keys), window=_sized_window, windows=None,
                                     window_state=(np.int64(width), np.int64(n)))
-        piped = time_lookups(keys, queries, model, "bfs", repeats=1, batch=8, ahead=2)
-        assert piped.checksum == int(bound.sum()) and piped.fallbacks == 0
+        for block, ahead in ((8, 2), (1, 16)):
+            piped = time_lookups(keys, queries, model, "bfs", repeats=1, batch=block, ahead=ahead)
+            assert piped.checksum == int(bound.sum()) and piped.fallbacks == 0
 
 
 @njit
@@ -314,6 +319,7 @@ def test_parametric_sizes_are_hand_counts():
     # RMI: top (2 params) + key range and scale (3), then per leaf 2 params + 1 error
     assert fit_model("rmi", keys, top="linear", leaf="linear", bits=4).size_bytes == 5 * 8 + 16 * 3 * 8
     assert fit_model("rmi", keys, top="radix", leaf="cubic", bits=3).size_bytes == 4 * 8 + 8 * 7 * 8
+    assert fit_model("rmi", keys, top="log_radix", leaf="linear", bits=4).size_bytes == 4 * 8 + 16 * 3 * 8
     # normal / lognormal top: mean, 1 / stdev, scale and the smallest key (4), + 3
     assert fit_model("rmi", keys, top="lognormal", leaf="linear", bits=4).size_bytes == 7 * 8 + 16 * 3 * 8
     # B+-tree, fanout 4: inner levels of 25, 7 and 2 keys, 4 level offsets, 2 errors
@@ -322,6 +328,25 @@ def test_parametric_sizes_are_hand_counts():
     assert fit_model("pgm", keys, epsilon=4).size_bytes == 3 * 8 + 2 * 8 + 3 * 8 + 2 * 8
     # RadixSpline on a line: 2 spline points (16 each), 2^4 + 1 table entries of 4, 3 x 8, 2 errors
     assert fit_model("radix_spline", keys, epsilon=4, radix_bits=4).size_bytes == 2 * 16 + 17 * 4 + 3 * 8 + 2 * 8
+
+
+def test_log_radix_routes_by_the_leading_bits_of_the_float():
+    """log_radix (ours, rmi.py): the leaf is the leading bits of float64(key - min + 1) above
+    those of 1.0, so every octave of key - min + 1 gets the same number of leaves, the
+    mantissa's leading bits splitting it evenly; routes are monotone and stay in range."""
+    shift, branching = np.uint64(52 - 3), np.int64(2**10)  # 8 leaves per octave
+    for j in range(0, 60):
+        start = float(2**j)  # u + 1 = 2^j: the first leaf of octave j
+        assert rmi._route_log_radix(shift, branching, start - 1.0) == min(8 * j, branching - 1)
+        assert rmi._route_log_radix(shift, branching, 1.5 * start - 1.0) == min(8 * j + 4, branching - 1)
+    assert rmi._route_log_radix(np.uint64(52 - 3), np.int64(16), 2.0**40) == 15  # clamped to the last leaf
+    keys = data.synthetic_keys("lognormal", 50_000)
+    model = fit_model("rmi", keys, top="log_radix", leaf="linear", bits=10)
+    # fit_rmi sizes the shift so that the span min..max key uses the leaves: none past the last
+    u = (keys - keys[0]).astype(np.float64)
+    routes = np.array([rmi._route_log_radix(model.window_state[2], model.window_state[6], x) for x in u[::97]])
+    assert np.all(np.diff(routes) >= 0) and 0 <= routes[0] and routes[-1] < 2**10
+    assert routes[-1] >= 2**9  # the top octave reaches the upper half of the leaves
 
 
 def test_cdf_tops_follow_the_rmi_library():

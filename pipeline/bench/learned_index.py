@@ -15,11 +15,12 @@ two lookup loops, and the fastest within each budget is one row per loop:
 - `"<class> <=2% pipelined"`: the software-pipelined loop of
   `measure._lookup_sum_pipelined`, windows computed a block of B queries at a time and
   searched A blocks later (B x A in --pipelines; the row's `batch` and `ahead` say which
-  won), narrow windows by counting the keys below the query in the one or two cache
-  lines that hold them (`measure.count_below`), wide ones by BFS.
+  won; B = 1 is the fused form, `measure._lookup_sum_fused`, each query searched A
+  queries after its window), narrow windows by counting the keys below the query in the
+  one or two cache lines that hold them (`measure.count_below`), wide ones by BFS.
 
-The RMIs are the front of CDFShop's full two-phase search (`rmi.optimize_rmi`, all 8 top x
-4 leaf types; `--quick` narrows it), each timed. SY-RMI (seed §3.2) takes its synopsis
+The RMIs are the front of CDFShop's full two-phase search (`rmi.optimize_rmi`, all 9 top x
+4 leaf types: CDFShop's 8 and our log_radix; `--quick` narrows it), each timed. SY-RMI (seed §3.2) takes its synopsis
 from the CDFShop fronts of the four SOSD-style synthetic tables at --sy-n keys (UB = median
 branching / bytes over all their RMIs, the pair that is fastest on most tables); its rows
 are at the seed's bounds 0.05%, 0.7%, 2% (and 0.2%). Times are CPU ns of the timing thread
@@ -31,8 +32,8 @@ reported beside it to read it by.
 
 The batched and pipelined rows of the 2% budget also carry `predict_ns`: the model alone
 (its window for every query in one compiled loop, no table read), what a lookup costs
-before its first read of the table (`measure.time_predictions`; for the pipelined row
-the block form, B queries per call, as that loop calls it).
+before its first read of the table (`measure.time_predictions`; for a pipelined row of
+blocks B > 1 the block form, B queries per call, as that loop calls it).
 
 Floors, all over the table itself and timed like the lookups (measure.py):
 `random_read_floor` is the issue's, a compiled gather of one uniformly random read per
@@ -142,9 +143,9 @@ def main(argv: list[str]) -> list[dict]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batches", default="16,32,64,128",
                         help="group sizes G of the interleaved lookup, comma-separated; empty: plain loop only")
-    parser.add_argument("--pipelines", default="16x2,32x1",
+    parser.add_argument("--pipelines", default="16x2,32x1,1x16,1x32",
                         help="pipelined loops to time per model, as BLOCKxAHEAD (queries per block, blocks a search "
-                             "trails its prediction by); empty: none")
+                             "trails its prediction by; BLOCK 1: the fused loop); empty: none")
     parser.add_argument("--sy-n", type=int, default=data.LEVEL_SIZES["L3"],
                         help="keys of the synthetic tables SY-RMI's synopsis is mined from (0: this table's front)")
     parser.add_argument("--sy-ub", default="all", choices=("all", "pair"),
@@ -236,7 +237,8 @@ def main(argv: list[str]) -> list[dict]:
                 best = min(fitting, key=lambda r: r["ns_per_lookup"])
                 if loop and budget == max(BUDGETS.values()):  # what the model alone costs per query
                     best["predict_ns"] = time_predictions(fit_model(best["kind"], keys, **best["params"]), queries,
-                                                          args.repeats, block=best["batch"] if best["ahead"] else 0)
+                                                          args.repeats,
+                                                          block=best["batch"] if best["ahead"] and best["batch"] > 1 else 0)
                 rows.append({"method": f"{kind} {label}{loop}", "budget": budget,
                              **{k: v for k, v in best.items() if k not in ("kind", "params")},
                              "speedup_vs_searchsorted": searchsorted / best["ns_per_lookup"],

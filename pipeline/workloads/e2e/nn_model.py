@@ -137,7 +137,8 @@ class NNModel(nn.Module):
                  query_hidden: int = 1024, query_layers: int = 3, sort: str = "neuralsort",
                  sort_temperature: float = 1.0, lookup_temperature: float = 2.0,
                  permute: bool = True, adaptive: bool = True, shared_query: bool = False,
-                 image_features: int = 0):
+                 image_features: int = 0, straight_through: bool = False,
+                 sort_straight_through: bool = False):
         super().__init__()
         if sort not in SORTS:
             raise ValueError(f"unknown sort {sort!r}; valid: {', '.join(SORTS)}")
@@ -147,6 +148,7 @@ class NNModel(nn.Module):
         self.sort, self.sort_temperature = sort, sort_temperature
         self.lookup_temperature = lookup_temperature
         self.permute, self.adaptive, self.shared_query = permute, adaptive, shared_query
+        self.straight_through, self.sort_straight_through = straight_through, sort_straight_through
         self.features = DigitFeatures(image_features) if image_features else None
         dim = image_features or point_dim
         self.dim = dim
@@ -178,9 +180,14 @@ class NNModel(nn.Module):
             if training:
                 relax = neural_sort if self.sort == "neuralsort" else soft_sort
                 perm = relax(scores, self.sort_temperature)
+                # straight-through (NeuralSort, Grover et al. 2019, §4 "deterministic
+                # straight-through"): the points are laid out by the exact permutation,
+                # as at inference, with the relaxation's gradient; the loss still reads
+                # the relaxed position of y from `perm`
+                placing = _straight_through(perm, hard_permutation(scores)) if self.sort_straight_through else perm
             else:
-                perm = hard_permutation(scores)
-            laid_out = perm @ points
+                perm = placing = hard_permutation(scores)
+            laid_out = placing @ points
         if self.extra and self.data_net.extra_mode == "copy":
             pointer = one_hot_lookup(extra_out, self.lookup_temperature, training=training)  # [B, T, N]
             laid_out = torch.cat([laid_out, pointer @ points], dim=1)
@@ -211,12 +218,22 @@ class NNModel(nn.Module):
             model = self.query_models[0 if self.shared_query else step]
             logits = model(self.query_input(step, query, history))
             weights = one_hot_lookup(logits, self.lookup_temperature, training=training)
-            value = (weights.unsqueeze(1) @ laid_out).squeeze(1)
+            # straight-through lookups (ours, an option): each query model reads one
+            # exact slot in training as at inference, so the history it passes on is
+            # a real point, not a blend; the gradient and the loss use the soft weights
+            read = (_straight_through(weights, F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights.dtype))
+                    if training and self.straight_through else weights)
+            value = (read.unsqueeze(1) @ laid_out).squeeze(1)
             lookups.append(weights)
             values.append(value)
-            history += [weights, value]
+            history += [read, value]
         return {"lookups": torch.stack(lookups, 1), "values": torch.stack(values, 1), "structure": laid_out,
                 "perm": perm, "scores": scores, "points": points, "query": query}
+
+
+def _straight_through(soft: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+    """`hard` in the forward pass, the gradient of `soft` in the backward pass."""
+    return hard + soft - soft.detach()
 
 
 def nn_loss(out: dict[str, torch.Tensor], nn_index: torch.Tensor, loss: str, every_lookup: bool,

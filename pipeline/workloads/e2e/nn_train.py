@@ -37,7 +37,8 @@ def build_model(params: Any) -> NNModel:
         query_hidden=params.query_hidden, query_layers=params.query_layers, sort=params.sort,
         sort_temperature=params.sort_temperature, lookup_temperature=params.lookup_temperature,
         permute=params.permute, adaptive=params.adaptive, shared_query=params.shared_query,
-        image_features=image_features)
+        image_features=image_features, straight_through=params.straight_through,
+        sort_straight_through=params.sort_straight_through)
 
 
 def sample(params: Any, rng: np.random.Generator, batch: int, split: str = "train") -> nn_data.Instances:

@@ -53,6 +53,8 @@ class NNParams(Params):
     sort: Literal["neuralsort", "softsort"] = Field("neuralsort", description="differentiable sort")
     sort_temperature: float = Field(1.0, gt=0.0, description="temperature of the differentiable sort (not in the text; assumed)")
     lookup_temperature: float = Field(2.0, gt=0.0, description="Gumbel-softmax temperature of the lookups (A.1: 2)")
+    straight_through: bool = Field(False, description="lookups read one exact slot in training (soft gradient; ours)")
+    sort_straight_through: bool = Field(False, description="points laid out by the exact permutation in training (soft gradient)")
     loss: Literal["mse", "ce"] = Field("mse", description="squared error on the answer or cross-entropy on its position")
     loss_every_lookup: bool = Field(False, description="average the loss over all M lookups, not only the last (ours)")
     last_lookup_weight: float = Field(1.0, gt=0.0, description="with loss_every_lookup: weight of the last lookup against 1 for each earlier one")

@@ -210,7 +210,8 @@ def _lookup_sum_pipelined(windows):
         blocks' predictions: for a model whose windows are a few keys, a lookup then costs
         about its prediction plus one line's share of the memory's throughput. Compiled with
         numpy's error model (no zero-division branch), which lets the model's arithmetic
-        vectorise."""
+        vectorise. Returns the sum of the lower bounds only: the window statistics come from
+        `_window_stats`, outside the timed loop (they cost ~1 ns per lookup inside it)."""
         n = keys.size
         last = n - 1
         ring = ahead + 1
@@ -219,8 +220,6 @@ def _lookup_sum_pipelined(windows):
         scratch = np.empty(block, dtype=np.int64)
         blocks = (queries.size + block - 1) // block
         total = 0
-        windows_sum = 0
-        fallbacks = 0
         for step in range(blocks + ahead):
             at = (step % ring) * block
             count = 0
@@ -241,7 +240,6 @@ def _lookup_sum_pipelined(windows):
                 q = queries[searched * block + j]  # search the j-th query of the earlier block
                 window_lo = lo[searched_at + j]
                 window_hi = hi[searched_at + j]
-                windows_sum += window_hi - window_lo
                 base = ((window_lo - 1 - align) & -LINE) + align  # the line holding keys[lo - 1]
                 if base >= 0 and window_hi < base + 2 * LINE and base + 2 * LINE <= n:
                     two = window_hi >= base + LINE  # keys[hi] in the next line
@@ -255,15 +253,89 @@ def _lookup_sum_pipelined(windows):
                         position = bfs(keys, base + below, n, q, 3)
                     else:
                         position = base + below
-                    fallbacks += (position < window_lo) | (position > window_hi)
                     total += position
                     continue
-                position, moved = _edges(keys, q, bfs(keys, window_lo, window_hi, q, 3), window_lo, window_hi, 3)
-                fallbacks += moved
-                total += position
-        return total, windows_sum, fallbacks
+                total += _edges(keys, q, bfs(keys, window_lo, window_hi, q, 3), window_lo, window_hi, 3)[0]
+        return total
 
     return lookup
+
+
+@functools.cache
+def _lookup_sum_fused(window):
+    """The pipelined loop for blocks of one query (`time_lookups(batch=1, ahead=D)`),
+    written as one tight loop over the queries, compiled per window function (`Model.window`,
+    inlined): step i computes the window of query i + D, stores the two lines it will read
+    in a small ring and prefetches them, then counts the lines of query i, stored D steps
+    earlier. Where the block form routes a block of queries in one vectorised loop (worth
+    it for a normal or lognormal top, whose route is a logarithm and a logistic), this
+    keeps every value of a query in registers and the ring in L1: for a model whose window
+    is a few instructions (a log_radix or radix top) it is the faster form (rmi.py).
+
+    The lines: the one holding keys[lo - 1] and, where keys[hi] lies in the next line, that
+    one too (else the first again), both clamped into the table, counted by `count_below`.
+    The count certifies itself (0 < count < keys counted: keys[base + c - 1] < q <= keys[base
+    + c]); anything else (the bound left or right of the lines, a window wider than two
+    lines, a table of fewer than 16 keys) is BFS over the window and `_edges`, as in the
+    plain loop, on the window recomputed (rare, so not kept in the ring). Returns the sum of
+    the lower bounds; the statistics come from `_window_stats`."""
+
+    @njit(error_model="numpy")
+    def lookup(state, keys, queries, distance, align):
+        n = keys.size
+        size = queries.size
+        top = n - 2 * LINE  # the highest start of two whole lines
+        slots = 1
+        while slots <= distance:
+            slots *= 2
+        mask = slots - 1
+        first = np.empty(slots, dtype=np.int64)
+        second = np.empty(slots, dtype=np.int64)
+        total = 0
+        for i in range(-distance, size):
+            ahead = i + distance
+            if ahead < size:  # start the reads of query i + distance
+                lo, hi = window(state, queries[ahead])
+                base = min(max(((lo - 1 - align) & -LINE) + align, 0), top)
+                other = base + LINE * (hi >= base + LINE)
+                first[ahead & mask] = base
+                second[ahead & mask] = other
+                if top >= 0:
+                    prefetch(keys, base)
+                    prefetch(keys, other)
+            if i < 0:
+                continue
+            q = queries[i]
+            if top >= 0:
+                base = first[i & mask]
+                other = second[i & mask]
+                two = (other - base) >> 3  # 0 or 1: arithmetic, so that no branch depends on it
+                below = count_below(keys, base, q) + count_below(keys, other, q) * two
+                if below > 0 and below < LINE + LINE * two:
+                    total += base + below
+                    continue
+            lo, hi = window(state, q)
+            total += _edges(keys, q, bfs(keys, lo, hi, q, 3), lo, hi, 3)[0]
+        return total
+
+    return lookup
+
+
+@njit
+def _window_stats(window, state, keys, queries):
+    """(sum of window sizes, lookups whose lower bound lies outside the window), what the
+    plain loop counts as it goes, here without a search: the bound of q is >= lo iff lo = 0
+    or keys[lo - 1] < q, and <= hi iff hi = n or keys[hi] >= q."""
+    n = keys.size
+    windows = 0
+    fallbacks = 0
+    for i in range(queries.size):
+        q = queries[i]
+        lo, hi = window(state, q)
+        windows += hi - lo
+        if (lo > 0 and keys[lo - 1] >= q) or (hi < n and keys[hi] < q):
+            fallbacks += 1
+    return windows, fallbacks
 
 
 @njit(cache=True)
@@ -341,8 +413,11 @@ def time_lookups(keys: np.ndarray, queries: np.ndarray, model: Model | None, sea
     batch = 0: the plain loop, one query after the other. batch = G > 0: the staged loop
     of `_lookup_sum_batched`, G queries interleaved, last mile BFS (search must be "bfs");
     with ahead = A > 0 as well, the pipelined loop of `_lookup_sum_pipelined`, blocks of G
-    queries searched A blocks after their windows were computed (search "bfs": it scans
-    narrow windows and runs BFS over wide ones)."""
+    queries searched A blocks after their windows were computed (search "bfs": it counts
+    narrow windows a cache line at a time and runs BFS over wide ones); G = 1 is its fused
+    form (`_lookup_sum_fused`), query i searched A queries after its window. The pipelined
+    loops time the lookups alone: their mean window and fallbacks come from
+    `_window_stats`, an untimed pass over the same windows."""
     keys = np.ascontiguousarray(keys, dtype=KEY)
     queries = np.ascontiguousarray(queries, dtype=KEY)
     expected = expected_checksum(keys, queries) if expected is None else expected
@@ -364,9 +439,15 @@ def time_lookups(keys: np.ndarray, queries: np.ndarray, model: Model | None, sea
     else:  # a windowed loop: (sum of positions, sum of windows, fallbacks)
         if ahead:
             align = np.int64(line_offset(keys))
-            pipelined = _lookup_sum_pipelined(model.windows)
-            lookup = lambda qs: pipelined(  # noqa: E731
-                model.window_state, keys, qs, np.int64(batch), np.int64(ahead), align)
+            if batch == 1:
+                fused = _lookup_sum_fused(model.window)
+                piped = lambda qs: fused(model.window_state, keys, qs, np.int64(ahead), align)  # noqa: E731
+            else:
+                blocked = _lookup_sum_pipelined(model.windows)
+                piped = lambda qs: blocked(  # noqa: E731
+                    model.window_state, keys, qs, np.int64(batch), np.int64(ahead), align)
+            stats = _window_stats(model.window, model.window_state, keys, queries)  # untimed
+            lookup = lambda qs: (piped(qs), *stats)  # noqa: E731
         elif batch:
             lookup = lambda qs: _lookup_sum_batched(  # noqa: E731
                 model.window, model.window_state, keys, qs, np.int64(batch))

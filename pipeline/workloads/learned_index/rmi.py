@@ -9,7 +9,12 @@ emits C++, not a library one can call from Python. We follow its structure:
   key), cubic, loglinear (linear in log(1 + key - min)), radix (the key's leading bits
   below the common prefix, log2 B of them), and the optimizer's "specialty" top layers
   normal and lognormal (the CDF of a normal fitted to the keys, or to their logarithms,
-  times the table size; the library's logistic approximation of that CDF, `_phi`);
+  times the table size; the library's logistic approximation of that CDF, `_phi`); and
+  one of ours, log_radix: the leading bits of the float64 of key - min + 1 (exponent and
+  the top mantissa bits), a radix over a piecewise-linear log2 of the key, so every
+  octave of the key range gets the same number of leaves. It routes skewed keys (lognormal)
+  about as evenly as a lognormal top, at the cost of a radix top (a convert and a shift,
+  no logarithm), which the fused pipelined lookup turns into time (measure.py);
 - leaf models: linear, linear_spline, cubic, loglinear; each leaf keeps its own maximum
   error, so the window is [p - err, p + err] (one error per leaf, as CDFShop's RMIs store);
 - `optimize_rmi`: phase 1 fits every top/leaf pair at a few branching factors; phase 2
@@ -39,13 +44,14 @@ from numba.extending import intrinsic
 from pipeline.pareto import non_dominated
 from pipeline.workloads.learned_index.models import FLOAT_BYTES, KEY, Model, finish, horner, to_position
 
-TOP_TYPES = ("linear", "robust_linear", "linear_spline", "cubic", "loglinear", "radix", "normal", "lognormal")
+TOP_TYPES = ("linear", "robust_linear", "linear_spline", "cubic", "loglinear", "radix", "normal", "lognormal",
+             "log_radix")
 LEAF_TYPES = ("linear", "linear_spline", "cubic", "loglinear")
 _TOP_CODE = {name: code for code, name in enumerate(TOP_TYPES)}
 _LEAF_CODE = {name: code for code, name in enumerate(LEAF_TYPES)}
 #: parameters stored per model type (top: its coefficients; leaf: + the error)
 _TOP_PARAMS = {"linear": 2, "robust_linear": 2, "linear_spline": 2, "cubic": 4, "loglinear": 2, "radix": 1,
-               "normal": 4, "lognormal": 4}
+               "normal": 4, "lognormal": 4, "log_radix": 1}
 _LEAF_PARAMS = {"linear": 2, "linear_spline": 2, "cubic": 6, "loglinear": 2}
 #: the column of a leaf's row that holds its constant term (`fit_rmi` folds err_lo into it)
 _CONSTANT_COLUMN = {"linear": 1, "linear_spline": 1, "cubic": 5, "loglinear": 1}
@@ -70,6 +76,9 @@ def _bits_float(typingctx, bits):
         return builder.bitcast(args[0], ir.DoubleType())
 
     return types.float64(types.int64), codegen
+
+
+_ONE_BITS = 0x3FF0000000000000  # the IEEE-754 bits of 1.0
 
 
 @njit(inline="always")
@@ -112,6 +121,7 @@ def _route(top_code, top, shift, branching, n, diff, u, xs):
     """Leaf of a key: diff = key - min (uint64), u = float(diff), xs = u x scale in [0, 1]."""
     if top_code == 5:  # radix: leading bits of key - min
         return np.int64(min(diff >> shift, np.uint64(branching - 1)))
+
     if top_code == 3:
         position = horner(top, xs)
     elif top_code == 4:
@@ -119,6 +129,14 @@ def _route(top_code, top, shift, branching, n, diff, u, xs):
     else:
         position = top[0] * xs + top[1]
     return to_position(position * branching / n, branching - 1)
+
+
+@njit(inline="always")
+def _route_log_radix(shift, branching, u):
+    """Leaf of a key under a log_radix top: the leading bits of the float64 of
+    key - min + 1 above those of 1.0 (u = float(key - min))."""
+    s = np.int64(shift)
+    return min((_float_bits(u + 1.0) >> s) - (_ONE_BITS >> s), branching - 1)
 
 
 def _cdf_params(top: str, top_params: np.ndarray, branching: int, n: int) -> tuple:
@@ -171,15 +189,17 @@ def _rmi_functions(top: str, leaf: str) -> tuple:
     CPU overlaps few of them; split, the routes of a normal or lognormal top vectorise
     (lognormal/cubic, 512 leaves, 10M lognormal keys: 7-9 ns per query in blocks of 16 to
     256 against ~24 one query at a time, measured; the leaf loop stays scalar)."""
-    specialised = top in ("normal", "lognormal")
+    specialised = top in ("normal", "lognormal", "log_radix")
     key = (top, leaf) if specialised else ("shared", "shared")
     if key not in _FUNCTIONS:
-        fixed_leaf, lognormal = _LEAF_CODE[leaf], top == "lognormal"
+        fixed_leaf, lognormal, log_radix = _LEAF_CODE[leaf], top == "lognormal", top == "log_radix"
 
         @njit(inline="always")
         def route(top_code, top_params, shift, kmin, kmax, scale, branching, n, q, cdf):
             diff = min(max(q, kmin), kmax) - kmin
             u = float(diff)
+            if log_radix:
+                return _route_log_radix(shift, branching, u)
             if specialised:
                 return _route_cdf(lognormal, cdf, u)
             return _route(top_code, top_params, shift, branching, n, diff, u, u * scale)
@@ -279,6 +299,9 @@ def _fit_top(top_type: str, u: np.ndarray, xs: np.ndarray, positions: np.ndarray
             x = np.log(np.maximum(x, 1.0))
         mean, stdev = float(x.mean()), float(x.std())
         return np.array([mean, 1.0 / stdev if stdev > 0 else 0.0, float(n - 1), kmin]), 0
+    if top_type == "log_radix":
+        span = int(np.float64(kmax_u + 1.0).view(np.int64)) - _ONE_BITS
+        return np.zeros(1), max(0, span.bit_length() - bits)
     if top_type == "radix":
         span_bits = int(kmax_u).bit_length() if kmax_u > 0 else 1
         return np.zeros(1), max(0, span_bits - bits)
