@@ -191,7 +191,7 @@ def test_bench_rows_tiny():
     from pipeline.bench import learned_index as bench
 
     rows = bench.main(["--n", "20000", "--queries", "3000", "--quick", "--repeats", "1", "--pygm-queries", "500",
-                       "--batches", "8", "--pipelines", "4x2", "--sy-n", "3000"])
+                       "--batches", "8", "--pipelines", "4x2,1x4", "--sy-n", "3000", "--rounds", "2"])
     methods = {r["method"] for r in rows}
     assert {"numpy.searchsorted", "random_read_floor", "random_read_floor_scalar", "random_read_latency", "bbs",
             "bfs batched G=8"} <= methods
@@ -200,8 +200,16 @@ def test_bench_rows_tiny():
     assert all(r["batch"] == 8 for r in rows if r["method"].endswith(" batched"))
     assert all(r["predict_ns"] > 0 for r in rows if r["method"].endswith("<=2% batched"))
     assert {"rmi <=2% pipelined", "pgm <=0.2% pipelined"} <= methods
-    assert all(r["batch"] == 4 and r["ahead"] == 2 and r["predict_ns"] > 0
+    assert all((r["batch"], r["ahead"]) in ((4, 2), (1, 4)) and r["predict_ns"] > 0
                for r in rows if r["method"].endswith("<=2% pipelined"))
+    side = [r for r in rows if r["method"] == "side_by_side"]
+    assert [r["budget"] for r in side] == [0.02, 0.002]
+    for row in side:  # the fastest of its budget, and the floor, alternated twice
+        fastest = min(r["ns_per_lookup"] for r in rows if r.get("budget") == row["budget"] and "config" in r
+                      and r["method"] != "side_by_side" and not r["method"].startswith("pygm"))
+        assert row["config"] in {r["config"] for r in rows if r.get("ns_per_lookup") == fastest}
+        assert len(row["lookup_ns_all"]) == len(row["floor_ns_all"]) == row["rounds"] == 2
+        assert row["times_floor"] == pytest.approx(row["ns_per_lookup"] / row["floor_ns"])
     for row in rows:
         assert row["ns_per_lookup"] > 0
         if "budget" in row:

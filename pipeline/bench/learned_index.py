@@ -35,6 +35,11 @@ The batched and pipelined rows of the 2% budget also carry `predict_ns`: the mod
 before its first read of the table (`measure.time_predictions`; for a pipelined row of
 blocks B > 1 the block form, B queries per call, as that loop calls it).
 
+The last rows, `side_by_side`, time the fastest lookup of each budget and the floor
+alternately, one pass each per round for --rounds rounds, and give the ratio of their
+medians: the floor row at the top is timed once, minutes before the lookups, on a machine
+whose memory speed drifts.
+
 Floors, all over the table itself and timed like the lookups (measure.py):
 `random_read_floor` is the issue's, a compiled gather of one uniformly random read per
 query (independent reads, which the CPU overlaps: a throughput floor; LLVM vectorises it
@@ -133,6 +138,36 @@ def _pygm_rows(keys: np.ndarray, queries: np.ndarray, table_bytes: int, count: i
     return rows
 
 
+def _side_by_side(args, keys: np.ndarray, queries: np.ndarray, expected: int, timed: list[dict], floor: float,
+                  log) -> list[dict]:
+    """The fastest lookup of each budget and the floor, timed alternately for --rounds
+    rounds (one pass each per round), so that both see the same state of a machine whose
+    memory speed drifts over a run (this VM's floor: 5.6 to 8.9 ns across runs, up to 30%
+    within one). One row per budget, `method` "side_by_side": the medians of both and
+    `times_floor`, their ratio (the ratio the issue's "within 2x of the floor" reads)."""
+    rows = []
+    for label, budget in BUDGETS.items():
+        fitting = [r for r in timed if r["space_fraction"] <= budget]
+        if not fitting or args.rounds < 1:
+            continue
+        best = min(fitting, key=lambda r: r["ns_per_lookup"])
+        model = fit_model(best["kind"], keys, **best["params"])
+        lookups, floors = [], []
+        for _ in range(args.rounds):
+            floors.append(time_random_read_floor(keys, args.queries, args.seed, repeats=1))
+            lookups.append(time_lookups(keys, queries, model, best["routine"], 3, 1, expected, best["batch"],
+                                        best["ahead"]).ns_per_lookup)
+        lookup_ns, floor_ns = float(np.median(lookups)), float(np.median(floors))
+        rows.append({"method": "side_by_side", "budget": budget, "lookup": f"{best['kind']} {label}",
+                     "config": best["config"], "ns_per_lookup": lookup_ns, "floor_ns": floor_ns,
+                     "times_floor": lookup_ns / floor_ns, "rounds": args.rounds, "lookup_ns_all": lookups,
+                     "floor_ns_all": floors, "space_fraction": best["space_fraction"], "bytes": best["bytes"]})
+        log(f"side by side, {label}: {best['config']} {lookup_ns:.1f} ns, floor {floor_ns:.1f} ns "
+            f"(medians of {args.rounds} alternated rounds; the floor at the start: {floor:.1f}): "
+            f"{lookup_ns / floor_ns:.2f}x the floor")
+    return rows
+
+
 def main(argv: list[str]) -> list[dict]:
     parser = argparse.ArgumentParser(prog="python -m pipeline.bench learned_index", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000_000, help="keys in the table")
@@ -153,6 +188,9 @@ def main(argv: list[str]) -> list[dict]:
     parser.add_argument("--sy-tie-break", default="time", choices=("time", "first"),
                         help="SY-RMI's pair on a tie of votes: fastest across the tables (ours) or the first table's")
     parser.add_argument("--pygm-queries", type=int, default=200_000, help="lookups timed through PyGM's Python API")
+    parser.add_argument("--rounds", type=int, default=9,
+                        help="alternated rounds of the side-by-side timing of the floor and each budget's fastest "
+                             "lookup (0: none)")
     parser.add_argument("--quick", action="store_true", help="a smaller RMI search (4 top x 2 leaf types)")
     parser.add_argument("--all-rows", action="store_true", help="also return every configuration timed")
     args = parser.parse_args(argv)
@@ -207,7 +245,7 @@ def main(argv: list[str]) -> list[dict]:
             metrics = evaluate(keys, queries, model, routine, 3, args.repeats, table.key_bytes, expected, batch, ahead)
             loop = (f"pipelined {batch}x{ahead}" if ahead else f"bfs x{batch} interleaved") if batch else routine
             timed.append({"kind": kind, "params": params, "config": f"{model.label}+{loop}", "batch": batch,
-                          "ahead": ahead, **metrics})
+                          "ahead": ahead, "routine": routine, **metrics})
         mine = timed[-len(loops):]
         log(f"{model.label}: space {mine[0]['space_fraction']:.2e}, "
             + ", ".join(f"{r['config'].rsplit('+', 1)[1]} {r['ns_per_lookup']:.1f}" for r in mine) + " ns")
@@ -240,7 +278,7 @@ def main(argv: list[str]) -> list[dict]:
                                                           args.repeats,
                                                           block=best["batch"] if best["ahead"] and best["batch"] > 1 else 0)
                 rows.append({"method": f"{kind} {label}{loop}", "budget": budget,
-                             **{k: v for k, v in best.items() if k not in ("kind", "params")},
+                             **{k: v for k, v in best.items() if k not in ("kind", "params", "routine")},
                              "speedup_vs_searchsorted": searchsorted / best["ns_per_lookup"],
                              "times_floor": best["ns_per_lookup"] / floor})
         fitting = [r for r in pygm_rows if r["space_fraction"] <= budget]
@@ -249,8 +287,9 @@ def main(argv: list[str]) -> list[dict]:
             rows.append({**best, "method": "pygm" if budget == 0.02 else f"pygm {label}", "budget": budget,
                          "speedup_vs_searchsorted": searchsorted / best["ns_per_lookup"],
                          "times_floor": best["ns_per_lookup"] / floor})
+    rows += _side_by_side(args, keys, queries, expected, timed, floor, log)
     if args.all_rows:
-        rows += [{"method": f"all: {r['config']}", **{k: v for k, v in r.items() if k not in ("kind", "params")}}
+        rows += [{"method": f"all: {r['config']}", **{k: v for k, v in r.items() if k not in ("kind", "params", "routine")}}
                  for r in timed]
     log(f"done in {time.perf_counter() - began:.0f} s; load average {os.getloadavg()[0]:.1f}")
     return rows

@@ -67,23 +67,37 @@ def _lookup_sum(window, state, keys, queries, search, k):
     return total, windows, fallbacks
 
 
-@intrinsic
-def prefetch(typingctx, array, index):
-    """`prefetch(array, i)`: a hint to bring array[i]'s cache line into cache (LLVM's
-    llvm.prefetch: read, high locality). It never faults and never waits, so a lookup can
-    start the memory reads of many queries before it needs any of them."""
+def _prefetch_intrinsic(locality: int, doc: str):
+    @intrinsic
+    def prefetch(typingctx, array, index):
+        def codegen(context, builder, signature, args):
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            byte_pointer = ir.IntType(8).as_pointer()
+            int32 = ir.IntType(32)
+            function = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, int32, int32, int32]),
+                "llvm.prefetch.p0")
+            address = builder.bitcast(builder.gep(data, [args[1]]), byte_pointer)
+            builder.call(function, [address, ir.Constant(int32, 0), ir.Constant(int32, locality),
+                                    ir.Constant(int32, 1)])
+            return context.get_dummy_value()
 
-    def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        byte_pointer = ir.IntType(8).as_pointer()
-        int32 = ir.IntType(32)
-        function = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, int32, int32, int32]), "llvm.prefetch.p0")
-        address = builder.bitcast(builder.gep(data, [args[1]]), byte_pointer)
-        builder.call(function, [address, ir.Constant(int32, 0), ir.Constant(int32, 3), ir.Constant(int32, 1)])
-        return context.get_dummy_value()
+        return types.void(array, index), codegen
 
-    return types.void(array, index), codegen
+    prefetch.__doc__ = doc
+    return prefetch
+
+
+prefetch = _prefetch_intrinsic(3, """`prefetch(array, i)`: a hint to bring array[i]'s cache line into cache (LLVM's
+    llvm.prefetch: read, high locality: prefetcht0, into L1). It never faults and never
+    waits, so a lookup can start the memory reads of many queries before it needs any of
+    them.""")
+prefetch_l2 = _prefetch_intrinsic(2, """`prefetch_l2(array, i)`: `prefetch` with a lower locality (prefetcht1: into L2, not
+    L1). The pipelined lookups keep ~20 lines in flight, about what L1's miss buffers hold;
+    filling L2 instead leaves them to the loads, and the count of an L2-resident line is a
+    ~14-cycle load the core overlaps (fused loop, 10M lognormal keys, the two alternated 9
+    times: 12.7 against 14.0 ns, log_radix/cubic 1024 leaves; 14.2 against 15.5, 2^16
+    log_radix/linear leaves).""")
 
 
 @njit
@@ -233,8 +247,8 @@ def _lookup_sum_pipelined(windows):
             searched_at = (searched % ring) * block
             for j in range(max(count, searched_count)):
                 if j < count:  # start the reads of this block's j-th window: its two end lines
-                    prefetch(keys, min(max(lo[at + j] - 1, 0), last))
-                    prefetch(keys, min(hi[at + j], last))
+                    prefetch_l2(keys, min(max(lo[at + j] - 1, 0), last))
+                    prefetch_l2(keys, min(hi[at + j], last))
                 if j >= searched_count:
                     continue
                 q = queries[searched * block + j]  # search the j-th query of the earlier block
@@ -301,8 +315,8 @@ def _lookup_sum_fused(window):
                 first[ahead & mask] = base
                 second[ahead & mask] = other
                 if top >= 0:
-                    prefetch(keys, base)
-                    prefetch(keys, other)
+                    prefetch_l2(keys, base)
+                    prefetch_l2(keys, other)
             if i < 0:
                 continue
             q = queries[i]
