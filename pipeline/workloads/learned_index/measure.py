@@ -225,7 +225,7 @@ def _lookup_sum_pipelined(windows):
         about its prediction plus one line's share of the memory's throughput. Compiled with
         numpy's error model (no zero-division branch), which lets the model's arithmetic
         vectorise. Returns the sum of the lower bounds only: the window statistics come from
-        `_window_stats`, outside the timed loop (they cost ~1 ns per lookup inside it)."""
+        an untimed plain loop (`time_lookups`; they cost ~1 ns per lookup inside this one)."""
         n = keys.size
         last = n - 1
         ring = ahead + 1
@@ -292,7 +292,7 @@ def _lookup_sum_fused(window):
     + c]); anything else (the bound left or right of the lines, a window wider than two
     lines, a table of fewer than 16 keys) is BFS over the window and `_edges`, as in the
     plain loop, on the window recomputed (rare, so not kept in the ring). Returns the sum of
-    the lower bounds; the statistics come from `_window_stats`."""
+    the lower bounds; the statistics come from an untimed plain loop (`time_lookups`)."""
 
     @njit(error_model="numpy")
     def lookup(state, keys, queries, distance, align):
@@ -333,23 +333,6 @@ def _lookup_sum_fused(window):
         return total
 
     return lookup
-
-
-@njit
-def _window_stats(window, state, keys, queries):
-    """(sum of window sizes, lookups whose lower bound lies outside the window), what the
-    plain loop counts as it goes, here without a search: the bound of q is >= lo iff lo = 0
-    or keys[lo - 1] < q, and <= hi iff hi = n or keys[hi] >= q."""
-    n = keys.size
-    windows = 0
-    fallbacks = 0
-    for i in range(queries.size):
-        q = queries[i]
-        lo, hi = window(state, q)
-        windows += hi - lo
-        if (lo > 0 and keys[lo - 1] >= q) or (hi < n and keys[hi] < q):
-            fallbacks += 1
-    return windows, fallbacks
 
 
 @njit(cache=True)
@@ -430,8 +413,8 @@ def time_lookups(keys: np.ndarray, queries: np.ndarray, model: Model | None, sea
     queries searched A blocks after their windows were computed (search "bfs": it counts
     narrow windows a cache line at a time and runs BFS over wide ones); G = 1 is its fused
     form (`_lookup_sum_fused`), query i searched A queries after its window. The pipelined
-    loops time the lookups alone: their mean window and fallbacks come from
-    `_window_stats`, an untimed pass over the same windows."""
+    loops time the lookups alone: their mean window and fallbacks come from an untimed
+    pass of the plain loop (BFS last mile) over the same queries."""
     keys = np.ascontiguousarray(keys, dtype=KEY)
     queries = np.ascontiguousarray(queries, dtype=KEY)
     expected = expected_checksum(keys, queries) if expected is None else expected
@@ -460,7 +443,7 @@ def time_lookups(keys: np.ndarray, queries: np.ndarray, model: Model | None, sea
                 blocked = _lookup_sum_pipelined(model.windows)
                 piped = lambda qs: blocked(  # noqa: E731
                     model.window_state, keys, qs, np.int64(batch), np.int64(ahead), align)
-            stats = _window_stats(model.window, model.window_state, keys, queries)  # untimed
+            stats = _lookup_sum(model.window, model.window_state, keys, queries, bfs, np.int64(3))[1:]  # untimed
             lookup = lambda qs: (piped(qs), *stats)  # noqa: E731
         elif batch:
             lookup = lambda qs: _lookup_sum_batched(  # noqa: E731
