@@ -5,8 +5,9 @@ and Training", appendix A.1), and the baselines on the same test instances.
 from `default_rng([seed, i])`, so a resumed run sees the same batches), minimises the
 §2.1 loss with Adam, and every `eval_every` steps calls `on_eval(step, metrics, state)`.
 `evaluate` runs the model with hard permutations and hardmax lookups and applies the
-best-so-far rule of §2.2. `params` is the workload's `NNParams` (any object with its
-fields works).
+best-so-far rule of §2.2 (it also returns the first lookup's positions and where each
+point was placed, for the reverse-engineering of appendix C.3 in `nn_reverse`).
+`params` is the workload's `NNParams` (any object with its fields works).
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def evaluate(model: NNModel, params: Any, instances: nn_data.Instances, device: 
     from each input to its closest output."""
     model.eval()
     retrieved, first_positions, squared, in_place, retention, losses = [], [], [], [], [], []
+    placed = []  # [B, N]: the position each input point was put in (with permutation)
     for lo in range(0, len(instances.nn_index), chunk):
         part = nn_data.Instances(*(a[lo:lo + chunk] for a in (instances.data, instances.queries, instances.points,
                                                               instances.query_points, instances.nn_index)))
@@ -101,8 +103,10 @@ def evaluate(model: NNModel, params: Any, instances: nn_data.Instances, device: 
         rows = torch.arange(len(nn_index), device=device)
         target = out["points"][rows, nn_index]
         squared.append(((out["values"][:, -1] - target) ** 2).sum(-1).cpu().numpy())
+        if params.permute:
+            order = out["perm"][:, :params.n].argmax(-1).cpu().numpy()  # position -> original index
+            placed.append(order.argsort(-1))
         if params.permute and part.points.shape[-1] == 1:
-            order = out["perm"][:, :params.n].argmax(-1).cpu().numpy()
             laid = np.take_along_axis(part.points[..., 0], order, 1)
             ascending = np.sort(part.points[..., 0], axis=1)
             # descending order is as searchable as ascending: count the better of the two
@@ -116,6 +120,8 @@ def evaluate(model: NNModel, params: Any, instances: nn_data.Instances, device: 
         "curve": base.accuracy_curve(instances, retrieved_all), "retrieved": retrieved_all,
         "mse": float(np.concatenate(squared).mean()), "loss": float(np.mean(losses)),
         "first_positions": np.concatenate(first_positions)}
+    if placed:
+        result["placed_positions"] = np.concatenate(placed)
     if in_place:
         result["sorted_fraction"] = float(np.concatenate(in_place).mean())
     if retention:

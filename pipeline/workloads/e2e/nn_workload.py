@@ -6,7 +6,8 @@ evaluates it and the classic baselines of `nn_baselines` on the same test instan
     python -m pipeline.run tasks/nn_uniform_1d.yaml --profile paper
 
 Artifacts: `accuracy_per_lookup.png` (model against every baseline), `accuracy_per_lookup.csv`,
-`first_lookup_positions.png` (Figure 2 centre) and `.csv`, `model.pt`.
+`first_lookup_positions.png` (Figure 2 centre) and `.csv`, `model.pt`; on the hypersphere
+`lookup_components.png` (Figure 19, appendix C.3; `nn_reverse`).
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ def run(params: NNParams, report: Reporter) -> dict[str, float]:
     for key in ("sorted_fraction", "retention_distance"):
         if key in evaluation:
             metrics[key] = evaluation[key]
+    components = _reverse_engineer(params, evaluation, instances, metrics)
     for name, row in baselines.items():
         key = "lsh_best" if name.startswith("lsh_k") else name
         metrics[f"{key}_accuracy"] = max(metrics.get(f"{key}_accuracy", 0.0), float(row["curve"][-1]))
@@ -157,10 +159,34 @@ def run(params: NNParams, report: Reporter) -> dict[str, float]:
     _write_tables(out_dir, curve, baselines, evaluation, params)
     if params.plots:
         _plot(out_dir, curve, baselines, evaluation, instances, params)
+        if components is not None:
+            _plot_components(out_dir, components, evaluation, instances)
     torch.save(model.state_dict(), out_dir / "model.pt")
     final = finite_metrics(metrics)
     report(final, step=params.steps)
     return final
+
+
+def _reverse_engineer(params: NNParams, evaluation: dict[str, Any], instances,
+                      metrics: dict[str, float]):
+    """Appendix C.3 on the hypersphere: how many directions explain the first query
+    model's lookups (`query_pca_top1`, `query_pca_top2`: explained-variance ratio of the
+    first one / two components of its classifiers) and how closely the data network's
+    layout follows the first (`layout_pc1_spearman`). Sets the metrics; returns the
+    components for the plot (None where C.3 does not apply)."""
+    from pipeline.workloads.e2e import nn_reverse
+
+    if params.distribution != "hypersphere" or "placed_positions" not in evaluation:
+        return None
+    components = nn_reverse.lookup_components(instances.query_points, evaluation["first_positions"], params.seed)
+    if components is None:
+        return None
+    explained = np.cumsum(components.explained)
+    metrics["query_pca_top1"] = float(explained[0])
+    metrics["query_pca_top2"] = float(explained[min(1, len(explained) - 1)])
+    metrics["layout_pc1_spearman"] = nn_reverse.layout_agreement(
+        instances.points, evaluation["placed_positions"], components.axes[0])
+    return components
 
 
 def _write_tables(out_dir: Path, curve, baselines, evaluation, params: NNParams) -> None:
@@ -217,6 +243,29 @@ def _plot(out_dir: Path, curve, baselines, evaluation, instances, params: NNPara
     plt.close(fig)
 
 
+def _plot_components(out_dir: Path, components, evaluation, instances) -> None:
+    """Figure 19: queries (left) and points (right) projected on the top two components
+    of the first query model's classifiers, coloured by lookup / placed position."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    axes = components.axes[:2]
+    shown = slice(0, 2000)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
+    q = instances.query_points[shown] @ axes.T
+    left.scatter(q[:, 0], q[:, 1], c=evaluation["first_positions"][shown], cmap="viridis", s=4)
+    left.set(title="queries, by first lookup position", xlabel="PC 1", ylabel="PC 2")
+    shown = slice(0, 100)
+    p = (instances.points[shown] @ axes.T).reshape(-1, 2)
+    right.scatter(p[:, 0], p[:, 1], c=evaluation["placed_positions"][shown].reshape(-1), cmap="viridis", s=4)
+    right.set(title="points, by placed position", xlabel="PC 1", ylabel="PC 2")
+    fig.tight_layout()
+    fig.savefig(out_dir / "lookup_components.png", dpi=120)
+    plt.close(fig)
+
+
 def baselines(params: NNParams) -> list[dict[str, Any]]:
     """Classic peers on the task's test instances, one row per method and lookup count
     (and per extra space T for bucketing), for drawing beside the front."""
@@ -242,6 +291,7 @@ def baselines(params: NNParams) -> list[dict[str, Any]]:
 METRICS = (
     "accuracy", "mse", "loss", "lookups", "extra_space", "dataset_size", "train_seconds",
     "sorted_fraction", "retention_distance", "gain_vs_binary_search",
+    "query_pca_top1", "query_pca_top2", "layout_pc1_spearman",
     *(f"accuracy_lookup_{i}" for i in range(1, CURVE_METRICS + 1)),
     *(f"{name}_accuracy" for name in BASELINE_METRICS),
 )
