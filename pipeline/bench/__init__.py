@@ -13,6 +13,7 @@ BENCHES: dict[str, str] = {
     "learned_index": "pipeline.bench.learned_index",  # issue 3
     "lego": "pipeline.bench.lego",  # issue 4
     "nn_training": "pipeline.bench.nn_training",  # issue 5
+    "nn_layouts": "pipeline.bench.nn_layouts",  # issue 5
     "e2e_freq": "pipeline.bench.e2e_freq",  # issue 6
     "wavelet": "pipeline.bench.wavelet",  # issue 7
     "scaling": "pipeline.bench.scaling",  # issue 8
