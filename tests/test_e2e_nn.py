@@ -220,6 +220,12 @@ def test_non_adaptive_loss_scores_the_read_closest_to_the_query_even_with_every_
     nn_index = torch.zeros(1, dtype=torch.long)
     assert float(nn_loss(out, nn_index, "ce", True, adaptive=False)) == pytest.approx(0.0, abs=1e-6)
     assert float(nn_loss(out, nn_index, "ce", True, adaptive=True)) > 5
+    # closest_read: an adaptive model trained on the same answer
+    assert float(nn_loss(out, nn_index, "ce", True, adaptive=True, closest_read=True)) == pytest.approx(0.0, abs=1e-6)
+    first_hit = _hand_out(torch.stack([hit_y, miss], 1), n)  # y read first, a miss last
+    closest = nn_loss(first_hit, nn_index, "mse", False, adaptive=True, closest_read=True)
+    assert float(closest) == pytest.approx(0.0, abs=1e-6)
+    assert float(nn_loss(first_hit, nn_index, "mse", False, adaptive=True)) == pytest.approx(9.0)  # last read: 3 vs 0
 
 
 @pytest.mark.slow

@@ -66,3 +66,15 @@ def test_bench_rows_and_bad_input(tmp_path):
 def curve_inputs():
     inst = instances(20)
     return inst.points, inst.query_points, inst.nn_index
+
+
+def test_the_bench_runner_gives_one_line_errors(tmp_path, capsys):
+    from pipeline.bench.__main__ import main as bench
+
+    assert bench(["nn_layouts", "--task", str(tmp_path / "missing.yaml")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing.yaml'}: task file not found"
+    assert bench(["no_such_bench"]) == 2
+    assert "unknown benchmark" in capsys.readouterr().err
+    out = tmp_path / "rows.json"
+    assert bench(["nn_layouts", "--lookups", "1", "--fit", "500", "--json", str(out)]) == 0
+    assert '"bench": "nn_layouts"' in out.read_text()

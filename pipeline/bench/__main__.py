@@ -72,8 +72,14 @@ def main(argv: list[str]) -> int:
         if not json_path.parent.exists():
             print(f"error: --json: folder {json_path.parent} does not exist", file=sys.stderr)
             return 2
+    from pipeline.config import TaskError
+
     module = importlib.import_module(BENCHES[name])
-    rows = module.main(rest)
+    try:
+        rows = module.main(rest)
+    except TaskError as error:  # a bad --task file: one line, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(table(rows))
     if json_path is not None:
         out = {"bench": name, "machine": machine(), "command": "python -m pipeline.bench " + " ".join(argv),

@@ -61,7 +61,8 @@ def layout_curve(points: np.ndarray, queries: np.ndarray, nn_index: np.ndarray, 
 
 def main(argv: list[str]) -> list[dict]:
     parser = argparse.ArgumentParser(prog="python -m pipeline.bench nn_layouts", description=__doc__.split("\n")[0])
-    parser.add_argument("--task", default=str(Path(__file__).resolve().parents[2] / "tasks" / "nn_hypersphere_30d.yaml"))
+    default_task = Path(__file__).resolve().parents[2] / "tasks" / "nn_hypersphere_30d.yaml"
+    parser.add_argument("--task", default=str(default_task))
     parser.add_argument("--lookups", default="2,4", help="comma-separated lookup budgets M")
     parser.add_argument("--fit", type=int, default=20000, help="training instances that fit the reads of each bin")
     parser.add_argument("--bins", type=int, default=40, help="quantile bins of the query's key")
@@ -74,7 +75,8 @@ def main(argv: list[str]) -> list[dict]:
 
     task = load_task(args.task, "quick")
     if task.params.distribution != "hypersphere":
-        raise SystemExit(f"{args.task}: params.distribution is {task.params.distribution!r}; nn_layouts needs 'hypersphere'")
+        raise SystemExit(f"{args.task}: params.distribution is {task.params.distribution!r}; "
+                         "nn_layouts needs 'hypersphere'")
     try:
         budgets = [int(m) for m in args.lookups.split(",")]
     except ValueError:

@@ -237,13 +237,14 @@ def _straight_through(soft: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
 
 
 def nn_loss(out: dict[str, torch.Tensor], nn_index: torch.Tensor, loss: str, every_lookup: bool,
-            adaptive: bool, last_weight: float = 1.0) -> torch.Tensor:
+            adaptive: bool, last_weight: float = 1.0, closest_read: bool = False) -> torch.Tensor:
     """§2.1: squared error between y and y_hat = m_M^T D_hat, or cross-entropy of the
     position that holds y (probability mass the lookup puts on y's soft position).
     `every_lookup` averages the loss over all M lookups instead of only the last
     (an option of ours, off in the paper profiles), the last lookup weighted `last_weight`
     times an earlier one. Without adaptivity the answer is the lookup whose value is
-    closest to q (§2.1), chosen without gradient."""
+    closest to q (§2.1), chosen without gradient; `closest_read` (ours) trains an adaptive
+    model on that answer too, the one the best-so-far rule of §2.2 scores."""
     values, lookups = out["values"], out["lookups"]  # [B, M, d], [B, M, N+T]
     b = values.shape[0]
     rows = torch.arange(b, device=values.device)
@@ -254,7 +255,7 @@ def nn_loss(out: dict[str, torch.Tensor], nn_index: torch.Tensor, loss: str, eve
         where_y = out["perm"][rows, :, nn_index]  # [B, N(+T)]: soft position of y (and of its copies)
         n = where_y.shape[1]  # slots that hold input points
         hit = (lookups[..., :n] * where_y.unsqueeze(1)).sum(-1)  # [B, M]
-        if every_lookup and adaptive and lookups.shape[-1] > n:
+        if every_lookup and adaptive and not closest_read and lookups.shape[-1] > n:
             # with extra space, an earlier lookup may read a stored statistic instead of a
             # point (§2.5): score it only on where it reads among the points, weighted by
             # the (constant) mass it puts on points, so the loss neither pushes it away
@@ -264,7 +265,7 @@ def nn_loss(out: dict[str, torch.Tensor], nn_index: torch.Tensor, loss: str, eve
             earlier = -torch.log((hit[:, :-1] / data_mass.clamp_min(1e-9)).clamp_min(1e-9)) * data_mass.detach()
             return _weighted_mean(torch.cat([earlier, -torch.log(hit[:, -1:].clamp_min(1e-9))], dim=1), last_weight)
         per_lookup = -torch.log(hit.clamp_min(1e-9))
-    if not adaptive:
+    if not adaptive or closest_read:
         # the non-adaptive models answer together (the read closest to q), so they are
         # trained on that answer even with `every_lookup`: averaging over lookups would
         # train M copies of the same one-lookup guess

@@ -97,7 +97,7 @@ def evaluate(model: NNModel, params: Any, instances: nn_data.Instances, device: 
         data, queries, nn_index = _tensors(part, device)
         out = model(data, queries, training=False)
         losses.append(float(nn_loss(out, nn_index, params.loss, params.loss_every_lookup, params.adaptive,
-                        params.last_lookup_weight)))
+                        params.last_lookup_weight, params.closest_read_loss)))
         retrieved.append(retrieved_indices(out, params.n, params.permute))
         first_positions.append(out["lookups"][:, 0].argmax(-1).cpu().numpy())
         rows = torch.arange(len(nn_index), device=device)
@@ -188,7 +188,7 @@ def train(params: Any, device: str = "cpu",
         batch = sample(params, np.random.default_rng([params.seed, step]), params.batch_size)
         data, queries, nn_index = _tensors(batch, device)
         loss = nn_loss(model(data, queries, training=True), nn_index, params.loss, params.loss_every_lookup,
-                       params.adaptive, params.last_lookup_weight)
+                       params.adaptive, params.last_lookup_weight, params.closest_read_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if params.grad_clip > 0:

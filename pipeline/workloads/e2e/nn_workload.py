@@ -59,6 +59,8 @@ class NNParams(Params):
     loss: Literal["mse", "ce"] = Field("mse", description="squared error on the answer or cross-entropy on its position")
     loss_every_lookup: bool = Field(False, description="average the loss over all M lookups, not only the last (ours)")
     last_lookup_weight: float = Field(1.0, gt=0.0, description="with loss_every_lookup: weight of the last lookup against 1 for each earlier one")
+    closest_read_loss: bool = Field(False, description="adaptive models: loss on the read closest to q, the §2.2 answer, "
+                                                       "as for non-adaptive ones (ours)")
     lr: float = Field(1e-4, gt=0.0, description="Adam learning rate (A.1 grid: 1e-4, 5e-5, 1e-5)")
     weight_decay: float = Field(1e-3, ge=0.0, description="Adam weight decay (A.1: 1e-3)")
     batch_size: int = Field(1024, ge=1, description="instances per gradient step (A.1: 1024)")
