@@ -268,7 +268,8 @@ def nn_loss(out: dict[str, torch.Tensor], nn_index: torch.Tensor, loss: str, eve
     if not adaptive or closest_read:
         # the non-adaptive models answer together (the read closest to q), so they are
         # trained on that answer even with `every_lookup`: averaging over lookups would
-        # train M copies of the same one-lookup guess
+        # train M copies of the same one-lookup guess; `closest_read` does the same for
+        # an adaptive model, whose lookups otherwise each chase y alone
         chosen = ((values - out["query"].unsqueeze(1)) ** 2).sum(-1).detach().argmin(1)
         return per_lookup[rows, chosen].mean()
     if every_lookup:
