@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.workloads.e2e.nn_reverse import ranks
+
 
 def _layout_reads(key_queries: np.ndarray, nn_position: np.ndarray, fit: slice, test: slice,
                   n: int, lookups: int, bins: int) -> np.ndarray:
@@ -51,7 +53,7 @@ def layout_curve(points: np.ndarray, queries: np.ndarray, nn_index: np.ndarray, 
     else:
         raise ValueError(f"unknown layout {kind!r}; valid: projection_sort, angle_sort")
     b, n = key_points.shape
-    position = key_points.argsort(1).argsort(1)  # position of each point in the sorted layout
+    position = ranks(key_points)  # position of each point in the sorted layout
     nn_position = position[np.arange(b), nn_index]
     fit, test = slice(0, fit_count), slice(fit_count, b)
     reads = _layout_reads(key_queries, nn_position, fit, test, n, lookups, bins)

@@ -28,7 +28,6 @@ MAX_QUERIES = 4000  # the regressions see at most this many queries (a few secon
 class Components:
     explained: np.ndarray  # [k] explained-variance ratio of each principal component, descending
     axes: np.ndarray  # [k, d] the components (unit rows)
-    classes: np.ndarray  # the lookup positions that occur (one classifier each)
 
 
 def lookup_components(queries: np.ndarray, positions: np.ndarray, seed: int = 0) -> Components | None:
@@ -42,23 +41,28 @@ def lookup_components(queries: np.ndarray, positions: np.ndarray, seed: int = 0)
     if len(queries) > MAX_QUERIES:
         pick = np.random.default_rng(seed).choice(len(queries), MAX_QUERIES, replace=False)
         queries, positions = queries[pick], positions[pick]
-    classes = np.unique(positions)
-    if len(classes) < 3:
+    if len(np.unique(positions)) < 3:
         return None
     fitted = OneVsRestClassifier(LogisticRegression(max_iter=1000)).fit(queries, positions)
     coefficients = np.stack([estimator.coef_[0] for estimator in fitted.estimators_])  # [C, d]
     centred = coefficients - coefficients.mean(0)
     _, singular, axes = np.linalg.svd(centred, full_matrices=False)
     variance = singular**2
-    return Components(explained=variance / variance.sum(), axes=axes, classes=classes)
+    return Components(explained=variance / variance.sum(), axes=axes)
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """[B, N] -> the rank of each entry within its row (0 = smallest): the position a
+    sort of the row puts it in."""
+    return values.argsort(1).argsort(1)
 
 
 def layout_agreement(points: np.ndarray, positions: np.ndarray, axis: np.ndarray) -> float:
     """Mean |Spearman| over instances between the position of each point (positions
     [B, N]: position of input i) and its projection on `axis` (points [B, N, d])."""
     projected = points @ axis  # [B, N]
-    rank_projection = projected.argsort(1).argsort(1).astype(np.float64)
-    rank_position = positions.argsort(1).argsort(1).astype(np.float64)
+    rank_projection = ranks(projected).astype(np.float64)
+    rank_position = ranks(positions).astype(np.float64)
     a = rank_projection - rank_projection.mean(1, keepdims=True)
     b = rank_position - rank_position.mean(1, keepdims=True)
     denominator = np.sqrt((a * a).sum(1) * (b * b).sum(1))
