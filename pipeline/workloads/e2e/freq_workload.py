@@ -138,42 +138,21 @@ def _front_rows(p: FreqParams, test: Streams, learned_mae: float, delta: float, 
 
 
 def _plot_front(path: Path, rows: list[dict], title: str) -> None:
-    import matplotlib
+    import pandas as pd
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pipeline.plots import line_panels
+    from pipeline.plots.lines import save
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for method in dict.fromkeys(r["method"] for r in rows):
-        pts = sorted((r["k"], r["mae"]) for r in rows if r["method"] == method)
-        style = "*" if method == "learned" else "o-"
-        ax.plot(*zip(*pts), style, label=method, markersize=12 if method == "learned" else 4)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("memory k (counters)")
-    ax.set_ylabel("MAE")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig = line_panels(pd.DataFrame(rows), "k", "mae", x_scale="log", x_base=2, title=title,
+                      highlight={"learned": {"marker": "*", "markersize": 14, "zorder": 3}})
+    save(fig, path, dpi=120)
 
 
 def _plot_boundary(path: Path, table: dict[str, np.ndarray]) -> None:
-    import matplotlib
+    from pipeline.plots import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
     own = table["own_counter"]
-    ax.scatter(table["label"][own], table["write_position"][own], s=14, label="own counter")
-    ax.scatter(table["label"][~own], table["write_position"][~own], s=14, marker="x", label="shared")
-    ax.set_xlabel("label (rank - 1: small numbers are heavy hitters)")
-    ax.set_ylabel("counter written (majority)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    figures.save(figures.decision_boundary(table["label"], table["write_position"], own), path)
 
 
 def run(params: FreqParams, report: Reporter) -> dict[str, float]:

@@ -208,64 +208,40 @@ def _write_tables(out_dir: Path, curve, baselines, evaluation, params: NNParams)
 
 
 def _plot(out_dir: Path, curve, baselines, evaluation, instances, params: NNParams) -> None:
-    import matplotlib
+    import pandas as pd
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pipeline.plots import figures, line_panels
+    from pipeline.plots.lines import save
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(range(1, len(curve) + 1), curve, "o-", label="E2E", linewidth=2)
-    for name, row in baselines.items():
-        ax.plot(range(1, len(row["curve"]) + 1), row["curve"], "s--", label=name, alpha=0.8)
-    ax.set_xticks(range(1, len(curve) + 1))
-    ax.set(xlabel="lookup", ylabel="NN accuracy (best so far)", ylim=(0, 1.02),
-           title=f"{params.distribution}: N={params.n}, M={params.lookups}, T={params.extra_space}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_dir / "accuracy_per_lookup.png", dpi=120)
-    plt.close(fig)
+    rows = [{"method": "e2e", "lookup": i, "accuracy": v} for i, v in enumerate(curve, start=1)]
+    rows += [{"method": name, "lookup": i, "accuracy": v}
+             for name, row in baselines.items() for i, v in enumerate(row["curve"], start=1)]
+    title = f"{params.distribution}: N={params.n}, M={params.lookups}, T={params.extra_space}"
+    fig = line_panels(pd.DataFrame(rows), "lookup", "accuracy", x_scale="linear", y_scale="linear",
+                      ylim=(0, 1.02), title=title, highlight={"e2e": {"linewidth": 2.2, "zorder": 3}})
+    fig.axes[0].set_xticks(range(1, len(curve) + 1))
+    fig.axes[0].set_ylabel("NN accuracy (best so far)")
+    save(fig, out_dir / "accuracy_per_lookup.png", dpi=120)
 
     # Figure 2 (centre): where the first query model looks, against the query value
-    fig, ax = plt.subplots(figsize=(6, 4))
-    positions = evaluation["first_positions"]
-    if instances.query_points.shape[-1] == 1:
-        slots = params.n + params.extra_space
-        queries = instances.query_points[:, 0]
-        ax.hist2d(queries, positions, bins=(40, slots), cmap="viridis",
-                  range=((queries.min(), queries.max()), (-0.5, slots - 0.5)))
-        ax.set(xlabel="query value", ylabel="position of first lookup")
-    else:
-        ax.hist(positions, bins=np.arange(params.n + params.extra_space + 1) - 0.5)
-        ax.set(xlabel="position of first lookup", ylabel="count")
-    if params.extra_space:
-        ax.axhline(params.n - 0.5, color="w" if instances.query_points.shape[-1] == 1 else "k", linestyle=":")
-    ax.set_title("first query model: lookup positions")
-    fig.tight_layout()
-    fig.savefig(out_dir / "first_lookup_positions.png", dpi=120)
-    plt.close(fig)
+    slots = params.n + params.extra_space
+    one_d = instances.query_points.shape[-1] == 1
+    fig = figures.lookup_positions(instances.query_points[:, 0] if one_d else None, evaluation["first_positions"],
+                                   slots, params.n)
+    figures.save(fig, out_dir / "first_lookup_positions.png")
 
 
 def _plot_components(out_dir: Path, components, evaluation, instances) -> None:
     """Figure 19: queries (left) and points (right) projected on the top two components
     of the first query model's classifiers, coloured by lookup / placed position."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pipeline.plots import figures
 
     axes = components.axes[:2]
-    shown = slice(0, 2000)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
-    q = instances.query_points[shown] @ axes.T
-    left.scatter(q[:, 0], q[:, 1], c=evaluation["first_positions"][shown], cmap="viridis", s=4)
-    left.set(title="queries, by first lookup position", xlabel="PC 1", ylabel="PC 2")
-    shown = slice(0, 100)
-    p = (instances.points[shown] @ axes.T).reshape(-1, 2)
-    right.scatter(p[:, 0], p[:, 1], c=evaluation["placed_positions"][shown].reshape(-1), cmap="viridis", s=4)
-    right.set(title="points, by placed position", xlabel="PC 1", ylabel="PC 2")
-    fig.tight_layout()
-    fig.savefig(out_dir / "lookup_components.png", dpi=120)
-    plt.close(fig)
+    queries, points = slice(0, 2000), slice(0, 100)  # enough to see the partition, few enough to read
+    fig = figures.lookup_components(
+        instances.query_points[queries] @ axes.T, evaluation["first_positions"][queries],
+        (instances.points[points] @ axes.T).reshape(-1, 2), evaluation["placed_positions"][points].reshape(-1))
+    figures.save(fig, out_dir / "lookup_components.png")
 
 
 def baselines(params: NNParams) -> list[dict[str, Any]]:

@@ -158,8 +158,21 @@ def write(trials: pd.DataFrame, out: Path) -> None:
     rows = from_trials(trials)
     if rows.empty:
         return
-    fronts(rows).to_csv(out / "fronts.csv", index=False)
+    per_table = fronts(rows)
+    per_table.to_csv(out / "fronts.csv", index=False)
     synoptic_table(rows).to_csv(out / "synoptic.csv", index=False)
+    plot_fronts(per_table, out / "fronts.png")
+
+
+def plot_fronts(per_table: pd.DataFrame, path: Path) -> Path:
+    """fronts.png: one panel per table, every configuration in its class's colour, the
+    table's front of query time against space as a staircase."""
+    from pipeline.plots import figures
+
+    frame = per_table.assign(table=per_table["level"].astype(str) + " " + per_table["dist"].astype(str))
+    fig = figures.panel_fronts(frame, "space_fraction", "ns_per_lookup", method="model", panel="table",
+                               title="query time against space, per table")
+    return figures.save(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -117,32 +117,15 @@ def write_table(rows: list[dict], path: Path) -> Path:
 
 
 def plot_are_vs_bytes(rows: list[dict], directory: Path, stem: str = "are_vs_bytes") -> list[Path]:
-    """ARE against bytes, one panel per stream, one line per method (PNG and HTML)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """ARE against bytes, one panel per stream in order of skew, one line per method, each
+    method in its fixed style in every panel (PNG and a self-contained HTML page)."""
     import pandas as pd
-    import plotly.express as px
 
-    frame = pd.DataFrame(rows).sort_values("bytes")
-    names = list(dict.fromkeys(frame["stream"]))
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        part = frame[frame["stream"] == name]
-        for method, group in part.groupby("method", sort=False):
-            ax.plot(group["bytes"] / 1024, group["are"], marker="o", label=method)
-        ax.set_yscale("log")
-        ax.set_xlabel("memory (KB)")
-        ax.set_title(name)
-    axes[0][0].set_ylabel("ARE")
-    axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
-    png = directory / f"{stem}.png"
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    html = directory / f"{stem}.html"
-    figure = px.line(frame, x="bytes", y="are", color="method", facet_col="stream", markers=True, log_y=True,
-                     title="ARE vs memory: Lego vs CountMin vs Count-Sketch")
-    figure.write_html(html, include_plotlyjs="cdn")
-    return [png, html]
+    from pipeline.plots import write_line_panels
+
+    frame = pd.DataFrame(rows)
+    # panels by skew when each stream has its own; otherwise by stream name
+    by_skew = "skew" in frame and frame.groupby("skew")["stream"].nunique().max() == 1
+    return write_line_panels(frame, "bytes", "are", directory, stem, panel="skew" if by_skew else "stream",
+                             panel_title="{name} {value}", y_scale="log",
+                             title="ARE against memory: learned sketches (solid) and classic peers (dashed)")
