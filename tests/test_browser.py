@@ -161,3 +161,53 @@ def _artifact_path(summary: dict, name: str) -> Path:
 
     uri = MlflowClient(summary["tracking_uri"]).get_run(summary["parent_run_id"]).info.artifact_uri
     return Path(unquote(urlparse(uri).path)) / name
+
+
+@pytest.fixture(scope="module")
+def lego_pages(tmp_path_factory):
+    """The HTML pages a Lego trial writes (its smallest config, run as a trial runs it)."""
+    from pipeline.workloads.base import LocalReporter
+    from pipeline.workloads.lego.workload import WORKLOAD
+
+    folder = tmp_path_factory.mktemp("lego-pages")
+    WORKLOAD.run(WORKLOAD.make_params(WORKLOAD.smoke_params), LocalReporter(artifact_dir=folder))
+    return sorted(folder.glob("*.html"))
+
+
+def _render_offline(browser, page_path: Path) -> dict:
+    """Open a page with every request but file:// refused; count the traces plotly drew."""
+    page = new_page(browser)
+    refused: list[str] = []
+
+    def route(request_route):
+        url = request_route.request.url
+        if url.startswith("file://"):
+            request_route.continue_()
+        else:
+            refused.append(url)
+            request_route.abort()
+
+    page.route("**/*", route)
+    page.goto(page_path.as_uri())
+    page.wait_for_function("() => window.Plotly && document.querySelector('.js-plotly-plot')")
+    drawn = page.evaluate("""() => {
+        const plot = document.querySelector('.js-plotly-plot');
+        return {traces: plot.data.length,
+                drawn: plot.querySelectorAll('.scatterlayer .trace, .scatterlayer .points').length,
+                paths: plot.querySelectorAll('.scatterlayer path').length};
+    }""")
+    page.screenshot(path=str(ARTIFACTS / f"offline_{page_path.stem}.png"))
+    page.close()
+    drawn["refused"] = refused
+    return drawn
+
+
+def test_every_html_artifact_renders_offline(run, lego_pages, browser):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    pages = [_artifact_path(run["summary"], "front.html"), *lego_pages]
+    assert len(pages) >= 2 and all(p.is_file() for p in pages)
+    for path in pages:
+        drawn = _render_offline(browser, path)
+        assert drawn["traces"] > 0 and drawn["drawn"] >= drawn["traces"], f"{path.name}: {drawn}"
+        assert drawn["paths"] > 0, f"{path.name}: no marks drawn"
+        assert not drawn["refused"], f"{path.name} asked the network for {drawn['refused'][:3]}"

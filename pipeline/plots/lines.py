@@ -70,11 +70,13 @@ def line_panels(frame: pd.DataFrame, x: str, y: str, *, method: str = "method", 
     xs, ys = frame["_x"], frame[y].astype(float)
     for ax, value in zip(axes[0], panels):
         part = frame if panel is None else frame[frame[panel] == value]
-        for name in methods:
+        for rank, name in enumerate(methods):
             group = part[part[method].astype(str) == name].sort_values("_x")
             if group.empty:
                 continue
-            kwargs = method_style(name).line_kwargs() | (highlight or {}).get(name, {})
+            # the legend's first methods (the learned ones) on top where lines overlap
+            kwargs = method_style(name).line_kwargs() | {"zorder": 2 + (len(methods) - rank) / len(methods)}
+            kwargs |= (highlight or {}).get(name, {})
             ax.plot(group["_x"].to_numpy(), group[y].astype(float).to_numpy(), label=name, **kwargs)
         ax.set_xscale(_scale(x_scale, xs), **({"base": x_base} if _scale(x_scale, xs) == "log" else {}))
         ax.set_yscale(_scale(y_scale, ys))
@@ -121,6 +123,8 @@ def lines_html(frame: pd.DataFrame, x: str, y: str, path: Path, *, method: str =
         symbol_map={m: _PLOTLY_SYMBOLS.get(s.marker, "circle") for m, s in styles.items()},
         labels={y: axis_label(y)},
     )
+    figure.data = figure.data[::-1]  # the learned methods, first in the legend, drawn last (on top)
+    figure.update_layout(legend={"traceorder": "reversed"})
     if _scale(x_scale, frame[x_label]) == "log":
         figure.update_xaxes(type="log")
     if _scale(y_scale, frame[y].astype(float)) == "log":

@@ -38,7 +38,7 @@ class Style:
 
 #: names drawn as classic peers; a name is classic if it equals one of these or starts
 #: with one followed by "_", " ", "+" or a digit
-CLASSIC = ("countmin", "countsketch", "cms", "conservative", "binary_search", "interpolation_search", "treap",
+CLASSIC = ("countmin", "countsketch", "count_sketch", "cu_countmin", "cms", "conservative", "binary_search", "interpolation_search", "treap",
            "kd_tree", "lsh", "bucketing", "bbs", "bfs", "kbfs", "bfe", "numpy.searchsorted", "btree", "bplus",
            "permutation", "sorted_copy", "packed_permutation", "brute_force")
 #: fixed colours of the methods every reader compares (tab10, in the seeds' usual roles)
@@ -47,7 +47,8 @@ FIXED = {
     "lego_rule": "#ff7f0e", "lego_neural": "#e377c2", "dlego": "#8c564b", "ms": "#9467bd", "lcs": "#bcbd22",
     "sy_rmi": "#ff7f0e", "pgm": "#9467bd", "pgm_bicriteria": "#e377c2", "radix_spline": "#8c564b",
     "linear": "#bcbd22", "quadratic": "#ff9896", "cubic": "#c5b0d5", "ko": "#f7b6d2",
-    "countmin": "#1f77b4", "countsketch": "#2ca02c", "dcms": "#17becf", "conservative_countmin": "#17becf",
+    "countmin": "#1f77b4", "countsketch": "#2ca02c", "countmin_d3": "#1f77b4", "count_sketch_d3": "#2ca02c",
+    "cu_countmin": "#17becf", "dcms": "#17becf", "conservative_countmin": "#17becf",
     "binary_search": "#1f77b4", "interpolation_search": "#2ca02c", "treap": "#17becf", "kd_tree": "#7f7f7f",
     "bucketing": "#393b79", "numpy.searchsorted": "#7f7f7f", "bbs": "#1f77b4", "bfs": "#2ca02c",
     "bfe": "#17becf", "sorted_copy": "#7f7f7f", "brute_force": "#000000",
