@@ -84,7 +84,7 @@ class NNParams(Params):
 
 
 def validate(params: NNParams) -> None:
-    """Cross-field checks, before anything is trained (issue 5 "bad input")."""
+    """Cross-field checks, so bad input fails before anything is trained."""
     if params.lookups > params.n + params.extra_space:
         raise ValueError(f"lookups M={params.lookups} exceeds the N+T={params.n + params.extra_space} positions")
     natural = NATURAL_DIM.get(params.distribution)

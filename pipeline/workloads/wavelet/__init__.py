@@ -6,7 +6,7 @@
 - `btree.py`: the static B+-tree secondary index, the peer of the slides' bound, with a
   per-query and a batched (lockstep, prefetching) lookup.
 - `index.py`: lookups through a mapping (wavelet, permutation array, sorted copy) guided
-  by a model of issue 3 (`pipeline.workloads.learned_index.models`), or none: per query,
+  by a model of the learned-index package (`pipeline.workloads.learned_index.models`), or none: per query,
   batched, or with a k-ary window search.
 - `measure.py`: compiled timing loops; `workload.py`: the `wavelet_mapping` workload.
 """

@@ -39,7 +39,7 @@ MAPPINGS = ("wavelet", "permutation", "sorted_copy")
 _KIND = {name: code for code, name in enumerate(MAPPINGS)}
 
 
-KEY = li_models.KEY  # uint64: the key type of the learned-index models (issue 3)
+KEY = li_models.KEY  # uint64: the key type of the learned-index models (seed 001)
 
 
 def as_key_array(values, what: str = "keys") -> np.ndarray:
@@ -402,7 +402,7 @@ _DUMMY_TREE = WaveletMapping.build(np.zeros(1, np.int64), arity=2)  # fills the 
 
 
 def fit_model(kind: str, sorted_keys: np.ndarray, **params) -> li_models.Model:
-    """A model of the learned-index package (issue 3) on the sorted keys; "none" (or a
+    """A model of the learned-index package (seed 001) on the sorted keys; "none" (or a
     one-key table, which those models refuse) gives the whole-table window."""
     if kind == "none" or sorted_keys.size < 2:
         return li_models.fit_none(np.ascontiguousarray(sorted_keys, dtype=KEY))

@@ -45,7 +45,7 @@ class WaveletParams(Params):
     depth: int | None = Field(None, ge=0, description="levels walked before the remaining low bits are read in one go (ours, not the slides'): None = all, the slides' tree; 0 = a bit-packed permutation array; at most ceil(log_m n)")
     group: int = Field(1, ge=1, le=1024, description="lookups in lockstep: 1 = per query (latency), > 1 = batched (throughput), for the mapping and the B+-tree alike")
     candidates: int = Field(1, ge=1, le=64, description="per query only: keys read at once per round of a k-ary window search (1 = binary search)")
-    model: str = Field("pgm", description="learned model (issue 3): none, linear, cubic, rmi, pgm or radix_spline")
+    model: str = Field("pgm", description="learned model (seed 001): none, linear, cubic, rmi, pgm or radix_spline")
     model_epsilon: int = Field(16, ge=1, description="error bound of pgm / radix_spline (16: the slides' 32-wide window)")
     rmi_bits: int = Field(14, ge=1, le=24, description="log2 of the RMI's leaf count")
     btree_fanout: int = Field(64, ge=2, le=1024, description="fanout (and leaf size) of the B+-tree secondary index peer")
