@@ -1,7 +1,8 @@
 """Task files and search spaces: load, merge a profile and overrides, validate.
 
-The pydantic models below are the schema (docs/task_files.md describes it for users).
-Every error becomes a `TaskError` whose lines each name the file and the field path,
+The pydantic models below are the schema of a task file (docs/task_files.md describes
+it for users; a search space's models live in `pipeline.space`). Every error becomes a
+`TaskError` (`pipeline.errors`) whose lines each name the file and the field path,
 e.g. `tasks/cms.yaml: search.sampler: Input should be 'tpe', 'nsga2', 'grid' or
 'random' (got 'tpee')`, and the CLI exits with code 2 before anything starts.
 """
@@ -9,94 +10,21 @@ e.g. `tasks/cms.yaml: search.sampler: Input should be 'tpe', 'nsga2', 'grid' or
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline import paths
 from pipeline import workloads as registry
+from pipeline.errors import TaskError
+from pipeline.space import DIMENSION_TYPES, SearchSpace, check_constraint_names
 from pipeline.workloads.base import Params
-
-
-class TaskError(ValueError):
-    """A bad task file, search space or override; each line names file and field."""
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-# --- search spaces --------------------------------------------------------------------
-
-class Grid(_Strict):
-    type: Literal["grid"]
-    values: list[Any] = Field(min_length=1, description="every value is tried under the grid sampler")
-
-
-class Choice(_Strict):
-    type: Literal["choice"]
-    values: list[Any] = Field(min_length=1, description="categorical values")
-
-
-class _Range(_Strict):
-    low: float
-    high: float
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            raise ValueError(f"low and high must be finite, got [{self.low}, {self.high}]")
-        if self.low >= self.high:
-            raise ValueError(f"empty or inverted range: low={self.low} must be < high={self.high}")
-        return self
-
-
-class Uniform(_Range):
-    type: Literal["uniform"]
-
-
-class LogUniform(_Range):
-    type: Literal["loguniform"]
-
-    @model_validator(mode="after")
-    def _positive(self):
-        if self.low <= 0:
-            raise ValueError(f"loguniform needs low > 0, got {self.low}")
-        return self
-
-
-class RandInt(_Strict):
-    type: Literal["randint"]
-    low: int
-    high: int = Field(description="inclusive")
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.low > self.high:
-            raise ValueError(f"inverted range: low={self.low} > high={self.high}")
-        return self
-
-
-Dimension = Grid | Choice | Uniform | LogUniform | RandInt
-
-
-class Constraint(_Strict):
-    expr: str = Field(description="a boolean expression over parameter names, e.g. 'M <= N'")
-    reason: str = Field("", description="shown when a sampled point breaks it")
-
-
-class SearchSpace(_Strict):
-    parameters: dict[str, Dimension] = Field(default_factory=dict)
-    constraints: list[Constraint] = Field(default_factory=list)
-
-
-
-_DIM_TYPES: dict[str, type[BaseModel]] = {
-    "grid": Grid, "choice": Choice, "uniform": Uniform, "loguniform": LogUniform, "randint": RandInt,
-}
 
 
 # --- task files -------------------------------------------------------------------------
@@ -280,10 +208,10 @@ def parse_space(data: dict, source: str, prefix: str = "") -> SearchSpace:
     dims = {}
     for name, dim in parameters.items():
         where = f"{prefix}parameters.{name}"
-        if not isinstance(dim, dict) or dim.get("type") not in _DIM_TYPES:
+        if not isinstance(dim, dict) or dim.get("type") not in DIMENSION_TYPES:
             got = dim.get("type") if isinstance(dim, dict) else dim
-            raise TaskError(f"{source}: {where}.type: must be one of {', '.join(_DIM_TYPES)}, got {got!r}")
-        dims[name] = _validate_model(_DIM_TYPES[dim["type"]], dim, source, where)
+            raise TaskError(f"{source}: {where}.type: must be one of {', '.join(DIMENSION_TYPES)}, got {got!r}")
+        dims[name] = _validate_model(DIMENSION_TYPES[dim["type"]], dim, source, where)
     rest = {k: v for k, v in data.items() if k != "parameters"}
     space = _validate_model(SearchSpace, rest, source, prefix.rstrip("."))
     space.parameters = dims
@@ -345,15 +273,13 @@ def load_task(path: str | Path, profile: str | None = None, overrides: list[str]
                             f"{task.workload!r}; valid: {', '.join(sorted(fields))}")
         # each value the space can produce must be a valid value of that field
         for probe in _probe_values(dim):
-            trial = deep_merge(task.params, _nest({pname: probe}))
+            trial = deep_merge(task.params, nest({pname: probe}))
             try:
                 workload.params.model_validate(trial)
             except ValidationError as err:
                 first = err.errors()[0]
                 raise TaskError(f"{space_source}: parameters.{pname}: value {probe!r} is invalid for "
                                 f"the workload: {first['msg']}") from None
-    from pipeline.space import check_constraint_names  # local: avoids a cycle
-
     check_constraint_names(space, params, space_source)
     if task.search.sampler == "grid":
         bad = [n for n, d in space.parameters.items() if d.type not in ("grid", "choice")]
@@ -405,7 +331,8 @@ def _check_write_path(uri: str, task_path: Path, where: str) -> None:
                         f"(mlflow.tracking_uri=...) or in MLFLOW_TRACKING_URI")
 
 
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """`{"a.b": 1}` -> `{"a": {"b": 1}}`: a trial's sampled (dotted) names as a params tree."""
     out: dict[str, Any] = {}
     for key, value in flat.items():
         _set_dotted(out, key.split("."), value)
@@ -424,4 +351,4 @@ def trial_params(resolved: ResolvedTask, sampled: dict[str, Any]) -> Params:
     """The workload's params for one trial: the task's `params` with the sampled values."""
     from pipeline.workloads import get
 
-    return get(resolved.task.workload).make_params(deep_merge(resolved.task.params, _nest(sampled)))
+    return get(resolved.task.workload).make_params(deep_merge(resolved.task.params, nest(sampled)))

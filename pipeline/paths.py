@@ -15,6 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from pipeline.errors import TaskError
+
 _RAY_COPY_MARKERS = ("runtime_resources", "working_dir_files", "/tmp/ray/")
 
 
@@ -136,8 +138,6 @@ class ResultsStore:
 
 def check_tracking_uri(uri: str, where: str) -> None:
     """Reject store URIs that would land in a temporary working copy."""
-    from pipeline.config import TaskError
-
     if uri.startswith("sqlite:///"):
         if not Path(uri[len("sqlite:///"):]).is_absolute():
             raise TaskError(f"{where}: sqlite store must be an absolute path (sqlite:////abs/path.db), got {uri!r}")

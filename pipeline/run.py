@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import TaskError, load_task
+from pipeline.config import load_task
+from pipeline.errors import TaskError
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""Search spaces as Optuna distributions and samplers, and constraints between parameters.
+"""Search spaces: their schema (the pydantic models a search_spaces/*.yaml file is read
+into), Optuna distributions and samplers, and constraints between parameters.
 
 Constraints are small boolean expressions (`M <= N`, `T + N >= M`) evaluated with a
 whitelist over Python's `ast`, never `eval`: a task file is data, not code.
@@ -9,12 +10,88 @@ from __future__ import annotations
 import ast
 import math
 import operator
-from typing import Any
+from typing import Any, Literal
 
 import optuna
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.config import SearchSpace, TaskError
+from pipeline.errors import TaskError
 from pipeline.workloads.base import Params
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- search spaces --------------------------------------------------------------------
+
+class Grid(_Strict):
+    type: Literal["grid"]
+    values: list[Any] = Field(min_length=1, description="every value is tried under the grid sampler")
+
+
+class Choice(_Strict):
+    type: Literal["choice"]
+    values: list[Any] = Field(min_length=1, description="categorical values")
+
+
+class _Range(_Strict):
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError(f"low and high must be finite, got [{self.low}, {self.high}]")
+        if self.low >= self.high:
+            raise ValueError(f"empty or inverted range: low={self.low} must be < high={self.high}")
+        return self
+
+
+class Uniform(_Range):
+    type: Literal["uniform"]
+
+
+class LogUniform(_Range):
+    type: Literal["loguniform"]
+
+    @model_validator(mode="after")
+    def _positive(self):
+        if self.low <= 0:
+            raise ValueError(f"loguniform needs low > 0, got {self.low}")
+        return self
+
+
+class RandInt(_Strict):
+    type: Literal["randint"]
+    low: int
+    high: int = Field(description="inclusive")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.low > self.high:
+            raise ValueError(f"inverted range: low={self.low} > high={self.high}")
+        return self
+
+
+Dimension = Grid | Choice | Uniform | LogUniform | RandInt
+
+
+class Constraint(_Strict):
+    expr: str = Field(description="a boolean expression over parameter names, e.g. 'M <= N'")
+    reason: str = Field("", description="shown when a sampled point breaks it")
+
+
+class SearchSpace(_Strict):
+    parameters: dict[str, Dimension] = Field(default_factory=dict)
+    constraints: list[Constraint] = Field(default_factory=list)
+
+
+DIMENSION_TYPES: dict[str, type[BaseModel]] = {
+    "grid": Grid, "choice": Choice, "uniform": Uniform, "loguniform": LogUniform, "randint": RandInt,
+}
+
+
+# --- Optuna ----------------------------------------------------------------------------
 
 _PRIMITIVE = (type(None), bool, int, float, str)
 

@@ -112,11 +112,11 @@ class TrainReporter(_ReporterBase):
 
 
 def _params_for(payload: dict[str, Any], config: dict[str, Any]):
-    from pipeline.config import _nest, deep_merge
+    from pipeline.config import deep_merge, nest
     from pipeline.workloads import get
 
     workload = get(payload["workload"])
-    values = deep_merge(payload["params"], _nest(config))
+    values = deep_merge(payload["params"], nest(config))
     # --- artifact params (issue 4): an MLflow artifact URI in params (runs:/<id>/<path>,
     # mlflow-run:<run name>/<path>) becomes a local file before the workload sees it
     from pipeline.artifacts import has_artifact_uri, resolve_params
@@ -175,8 +175,7 @@ def run_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
     """The Tune function. `payload` is the resolved task, made plain for pickling."""
     from ray import tune
 
-    from pipeline.config import SearchSpace
-    from pipeline.space import violated
+    from pipeline.space import SearchSpace, violated
 
     workload, params = _params_for(payload, config)
     reason = violated(SearchSpace.model_validate(payload["space"]), params)

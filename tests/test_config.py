@@ -9,7 +9,8 @@ import optuna
 import pytest
 import yaml
 
-from pipeline.config import TaskError, deep_merge, load_task, parse_override
+from pipeline.config import deep_merge, load_task, parse_override
+from pipeline.errors import TaskError
 from pipeline.run import main
 from pipeline.space import make_sampler, to_optuna, violated
 
@@ -205,14 +206,14 @@ def test_list_workloads(capsys):
      lambda d: (d.low, d.high) == (1, 5)),  # both ends inclusive
 ])
 def test_space_maps_to_optuna(dim, dist_type, check):
-    from pipeline.config import SearchSpace
+    from pipeline.space import SearchSpace
 
     dist = to_optuna(SearchSpace.model_validate({"parameters": {"x": dim}}))["x"]
     assert isinstance(dist, dist_type) and check(dist)
 
 
 def test_grid_sampler_enumerates_the_grid():
-    from pipeline.config import SearchSpace
+    from pipeline.space import SearchSpace
 
     space = SearchSpace.model_validate({"parameters": {"a": {"type": "grid", "values": [1, 2, 3]},
                                                        "b": {"type": "choice", "values": ["x", "y"]}}})

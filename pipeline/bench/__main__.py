@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
         if not json_path.parent.exists():
             print(f"error: --json: folder {json_path.parent} does not exist", file=sys.stderr)
             return 2
-    from pipeline.config import TaskError
+    from pipeline.errors import TaskError
 
     module = importlib.import_module(BENCHES[name])
     try:
