@@ -210,7 +210,8 @@ def test_front_draws_each_peer_in_its_style(figures, tmp_path):
     objectives = [{"metric": "bytes", "mode": "min"}, {"metric": "are", "mode": "min"}]
     static_front(trials, objectives, tmp_path / "front.png", "t", peers)
     (fig,) = figures
-    colours = check_panels(fig, [peers], "bytes", "are")
+    assert fig.axes[0].get_xlabel() == "memory (KB)"  # up to 1e6 bytes
+    colours = check_panels(fig, [peers], "bytes", "are", 1024.0)
     assert colours == {m: method_style(m).color for m in ("countmin", "countsketch")}
     assert fig.axes[0].get_xscale() == "log"
 

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from pipeline.plots.lines import _PLOTLY_SYMBOLS, legend_handles  # noqa: E402
-from pipeline.plots.style import axis_label, method_order, method_style, spans_decades  # noqa: E402
+from pipeline.plots.style import axis_label, bytes_unit, method_order, method_style, spans_decades  # noqa: E402
 
 FRONT_COLOR = "#d62728"  # the learned front: the colour of the learned methods
 TRIAL_COLOR = "#b0b0b0"
@@ -32,6 +32,23 @@ def _peers(baselines: pd.DataFrame | None, x: str, y: str) -> pd.DataFrame | Non
     return baselines
 
 
+def _in_units(trials: pd.DataFrame, baselines: pd.DataFrame | None, metrics: list[str]):
+    """Memory metrics in KB or MB (trials and peers alike), and every axis label."""
+    labels = {m: axis_label(m) for m in metrics}
+    trials = trials.copy()
+    baselines = None if baselines is None else baselines.copy()
+    for metric in metrics:
+        if metric == "bytes" or metric.endswith("_bytes"):
+            values = trials[metric] if baselines is None or metric not in baselines else pd.concat(
+                [trials[metric], baselines[metric]])
+            divisor, unit = bytes_unit(float(values.max()))
+            trials[metric] = trials[metric] / divisor
+            if baselines is not None and metric in baselines:
+                baselines[metric] = baselines[metric] / divisor
+            labels[metric] = axis_label(metric, unit)
+    return trials, baselines, labels
+
+
 def front_figure(trials: pd.DataFrame, objectives: list[dict], title: str,
                  baselines: pd.DataFrame | None = None) -> Figure:
     metrics = [o["metric"] for o in objectives]
@@ -40,6 +57,7 @@ def front_figure(trials: pd.DataFrame, objectives: list[dict], title: str,
     rows = -(-len(pairs) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols + 2.0, 4.5 * rows), squeeze=False,
                              layout="constrained")
+    trials, baselines, labels = _in_units(trials, baselines, metrics)
     front = trials[trials["pareto"]]
     methods: list[str] = []
     for ax, (x, y) in zip(axes.flat, pairs):
@@ -56,8 +74,8 @@ def front_figure(trials: pd.DataFrame, objectives: list[dict], title: str,
                         **method_style(method).line_kwargs())
                 if method not in methods:
                     methods.append(method)
-        ax.set_xlabel(axis_label(x))
-        ax.set_ylabel(axis_label(y))
+        ax.set_xlabel(labels[x])
+        ax.set_ylabel(labels[y])
         for axis, metric in (("x", x), ("y", y)):
             values = trials[metric] if peers is None else pd.concat([trials[metric], peers[metric]])
             if spans_decades(values):
@@ -86,10 +104,9 @@ def interactive_front(trials: pd.DataFrame, objectives: list[dict], path: Path, 
     import plotly.graph_objects as go
 
     metrics = [o["metric"] for o in objectives]
-    frame = trials.copy()
+    frame, baselines, labels = _in_units(trials, baselines, metrics)
     frame["set"] = frame["pareto"].map({True: "Pareto front", False: "trial"})
     hover = [c for c in frame.columns if c.startswith("config/")] + ["trial_id"]
-    labels = {m: axis_label(m) for m in metrics}
     colours = {"Pareto front": FRONT_COLOR, "trial": TRIAL_COLOR}
     if len(metrics) == 2:
         fig = px.scatter(frame, x=metrics[0], y=metrics[1], color="set", hover_data=hover, title=title,
