@@ -4,6 +4,7 @@
     python -m pipeline.run tasks/cms.yaml --dry-run        # validate and print, start nothing
     python -m pipeline.run tasks/cms.yaml search.num_samples=4 --summary s.json
     python -m pipeline.run tasks/cms.yaml --resume         # finish a killed run
+    python -m pipeline.run tasks/lego.yaml --local --out /tmp/one  # one trial here, no Ray/MLflow
     python -m pipeline.run --list-workloads
 
 Exit codes: 0 done; 2 bad input (task file, field, value, unreachable store), with one
@@ -32,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="validate and print the resolved task; start nothing")
     p.add_argument("--resume", action="store_true", help="resume the newest unfinished run of this task")
     p.add_argument("--summary", type=Path, default=None, help="write a JSON summary (run ids, front) here")
+    p.add_argument("--local", action="store_true",
+                   help="run one trial of the task's params in this process, without Ray or MLflow (pipeline.local)")
+    p.add_argument("--out", type=Path, default=None, help="with --local: the artifact folder (default: a temporary one)")
     p.add_argument("--list-workloads", action="store_true", help="print the registered workloads and exit")
     return p
 
@@ -48,7 +52,7 @@ def _list_workloads() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_intermixed_args(argv)
     if args.list_workloads:
         _list_workloads()
         return 0
@@ -60,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     except TaskError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.out is not None and not args.local:
+        print("error: --out: goes with --local (a search's artifacts go to MLflow)", file=sys.stderr)
+        return 2
     if args.summary is not None and not args.summary.parent.exists():
         print(f"error: --summary: folder {args.summary.parent} does not exist", file=sys.stderr)
         return 2
@@ -70,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         shown["params"] = resolved.params.model_dump(mode="json")
         shown["search_space"] = resolved.space.model_dump(mode="json")
         print(yaml.safe_dump(shown, sort_keys=False), end="")
+        return 0
+
+    if args.local:
+        from pipeline.local import run_local
+
+        run_local(resolved, args.out)
         return 0
 
     from pipeline.driver import NothingToResume, execute

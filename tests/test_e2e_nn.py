@@ -355,14 +355,17 @@ def test_sorted_fraction_counts_ascending_or_descending_layouts(sign, monkeypatc
 
 
 def test_command_line_runs_one_task_point_and_rejects_unknown_keys(capsys, tmp_path):
-    from pipeline.workloads.e2e.nn_workload import main
+    import json
+
+    from pipeline.run import main
 
     task = str(Path(__file__).resolve().parents[1] / "tasks" / "nn_uniform_1d.yaml")
     tiny = ["n=8", "lookups=2", "width=16", "layers=1", "heads=2", "query_hidden=32", "batch_size=16",
             "steps=4", "eval_every=4", "monitor_instances=32", "eval_instances=64", "plots=false"]
-    metrics = main([task, *tiny, "--out", str(tmp_path)])
-    printed = capsys.readouterr().out
-    assert '"accuracy_lookup_2"' in printed and "binary_search,2," in printed
+    assert main([task, "--local", *[f"params.{t}" for t in tiny], "--out", str(tmp_path)]) == 0
+    assert '"accuracy_lookup_2"' in capsys.readouterr().out
+    assert "binary_search,2," in (tmp_path / "accuracy_per_lookup.csv").read_text()
+    metrics = json.loads((tmp_path / "summary.json").read_text())["metrics"]
     assert metrics["lookups"] == 2 and (tmp_path / "model.pt").exists()
-    with pytest.raises(SystemExit, match="lookupz"):
-        main([task, "lookupz=3"])
+    assert main([task, "--local", "params.lookupz=3"]) == 2
+    assert "params.lookupz" in capsys.readouterr().err

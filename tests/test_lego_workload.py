@@ -145,11 +145,17 @@ def test_lego_ablations_and_all_baselines_run(tmp_path):
 
 @pytest.mark.slow
 def test_local_runner_writes_the_trial_artifacts(tmp_path):
-    """python -m pipeline.workloads.lego.local: the task's params plus overrides, one trial."""
+    """python -m pipeline.run tasks/lego.yaml --local: the task's params plus overrides, one
+    trial; then python -m pipeline.workloads.lego.local OUT: its ARE table."""
+    import json
+
+    from pipeline import run
     from pipeline.workloads.lego import local
 
     overrides = [f"params.{k}={v}" for k, v in WORKLOAD.smoke_params.items()]
-    summary = local.main(["tasks/lego.yaml", "--out", str(tmp_path), *[o.replace(" ", "") for o in overrides],
-                          "params.depth=5"])  # the quick profile's 8 rows, overridden
+    assert run.main(["tasks/lego.yaml", "--local", "--out", str(tmp_path), *[o.replace(" ", "") for o in overrides],
+                     "params.depth=5"]) == 0  # the quick profile's 8 rows, overridden
     assert {"brick.pt", "lego_eval.csv", "summary.json", "are_vs_bytes.png"} <= {p.name for p in tmp_path.iterdir()}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert "lego/countmin" in local.main([str(tmp_path)])
     assert math.isfinite(summary["metrics"]["are"]) and summary["metrics"]["bytes"] == 2 * 5 * 256 * 4  # 2 bricks of 5 x 256 float32

@@ -4,6 +4,7 @@ evaluates it and the classic baselines of `nn_baselines` on the same test instan
 
     python -m pipeline.run tasks/nn_uniform_1d.yaml            # quick profile
     python -m pipeline.run tasks/nn_uniform_1d.yaml --profile paper
+    python -m pipeline.run tasks/nn_uniform_1d.yaml --local params.lookups=4   # one trial, no Ray/MLflow
 
 Artifacts: `accuracy_per_lookup.png` (model against every baseline), `accuracy_per_lookup.csv`,
 `first_lookup_positions.png` (Figure 2 centre) and `.csv`, `model.pt`; on the hypersphere
@@ -288,41 +289,3 @@ WORKLOAD = Workload(
     validate=validate,
 )
 
-
-def main(argv: list[str]) -> dict[str, float]:
-    """One run of a task's profile outside the pipeline (no Ray, no MLflow), for quick
-    looks and ablations: `python -m pipeline.workloads.e2e.nn_workload TASK [--profile P]
-    [--out DIR] key=value ...` prints the final metrics and the accuracy-per-lookup table
-    of the model and every baseline (the same `run` a pipeline trial makes)."""
-    import argparse
-    import json
-
-    import yaml
-
-    from pipeline.config import load_task  # pipeline config parsing only: no Ray or MLflow
-    from pipeline.workloads.base import LocalReporter
-
-    parser = argparse.ArgumentParser(prog="python -m pipeline.workloads.e2e.nn_workload", description=main.__doc__)
-    parser.add_argument("task", help="a tasks/nn_*.yaml file")
-    parser.add_argument("overrides", nargs="*", help="workload params as key=value (YAML values)")
-    parser.add_argument("--profile", default="quick")
-    parser.add_argument("--out", default=None, help="artifact directory (default: a temporary one)")
-    args = parser.parse_args(argv)
-    values = load_task(args.task, args.profile).params.model_dump()
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or key not in values:
-            raise SystemExit(f"{item!r}: expected key=value with key one of {', '.join(values)}")
-        values[key] = yaml.safe_load(value)
-    reporter = LocalReporter(artifact_dir=Path(args.out)) if args.out else LocalReporter()
-    started = time.perf_counter()
-    metrics = run(WORKLOAD.make_params(values), reporter)
-    print(json.dumps({**metrics, "wall_seconds": round(time.perf_counter() - started, 1)}))
-    print((Path(reporter.artifact_dir) / "accuracy_per_lookup.csv").read_text(), end="")
-    return metrics
-
-
-if __name__ == "__main__":
-    import sys
-
-    main(sys.argv[1:])
