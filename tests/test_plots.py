@@ -274,3 +274,20 @@ def test_figures_draw_their_data(figures, tmp_path):
     fig = pictures.decision_boundary(labels, rng.integers(0, 10, 20), own)
     offsets = [c.get_offsets().shape[0] for c in fig.axes[0].collections]
     assert offsets == [5, 15]
+
+
+def test_front_keeps_peers_at_zero_space_visible(figures, tmp_path):
+    """Plain searches take no space: a log axis would drop them, so the axis is symlog."""
+    from pipeline.plots import static_front
+
+    trials = pd.DataFrame({"ns_per_lookup": [40.0, 60.0, 90.0], "space_fraction": [0.5, 0.01, 0.0007],
+                           "pareto": [True, True, True]})
+    peers = pd.DataFrame([{"method": "numpy.searchsorted", "ns_per_lookup": 100.0, "space_fraction": 0.0},
+                          {"method": "bbs", "ns_per_lookup": 80.0, "space_fraction": 0.0}])
+    objectives = [{"metric": "ns_per_lookup", "mode": "min"}, {"metric": "space_fraction", "mode": "min"}]
+    static_front(trials, objectives, tmp_path / "front.png", "t", peers)
+    ax = figures[0].axes[0]
+    assert ax.get_yscale() == "symlog" and ax.get_ylabel() == "space (fraction of the table)"
+    lo, hi = ax.get_ylim()
+    assert lo <= 0.0 <= hi, "the peers at zero space are off the axis"
+    check_panels(figures[0], [peers], "ns_per_lookup", "space_fraction")

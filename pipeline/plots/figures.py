@@ -79,13 +79,17 @@ def panel_fronts(frame, x: str, y: str, *, method: str, panel: str, front: str =
     style (markers only), the panel's front joined as a staircase (seed 001's per-table
     fronts of time against space)."""
     from pipeline.plots.lines import legend_handles, panel_values
-    from pipeline.plots.style import axis_label, method_order, spans_decades
+    from pipeline.plots.style import axis_label, method_order, set_scale
 
     panels = panel_values(frame[panel])
     methods = method_order(frame[method])
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1.8, 3.8), squeeze=False,
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols + 1.8, 3.6 * rows), squeeze=False,
                              layout="constrained")
-    for ax, value in zip(axes[0], panels):
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, value in zip(axes.flat, panels):
         part = frame[frame[panel] == value]
         for name in methods:
             group = part[part[method].astype(str) == name]
@@ -96,13 +100,11 @@ def panel_fronts(frame, x: str, y: str, *, method: str, panel: str, front: str =
         if len(best):
             ax.step(best[x].to_numpy(float), best[y].to_numpy(float), where="post", color="k", lw=1, label="front")
         for axis, metric in (("x", x), ("y", y)):
-            if spans_decades(frame[metric]):
-                getattr(ax, f"set_{axis}scale")("log")
-        ax.set(xlabel=axis_label(x), title=f"{panel} = {value}")
+            set_scale(ax, axis, frame[metric])
+        ax.set(xlabel=axis_label(x), ylabel=axis_label(y), title=f"{panel} = {value}")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(axis_label(y))
     front_handle = plt.Line2D([], [], color="k", lw=1, label="front")
-    fig.legend(handles=legend_handles(methods) + [front_handle], loc="outside right upper", fontsize=8)
+    fig.legend(handles=legend_handles(methods, {m: {"linestyle": "none"} for m in methods}) + [front_handle], loc="outside right upper", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from pipeline.plots.lines import _PLOTLY_SYMBOLS, legend_handles  # noqa: E402
-from pipeline.plots.style import axis_label, bytes_unit, method_order, method_style, spans_decades  # noqa: E402
+from pipeline.plots.style import axis_label, bytes_unit, method_order, method_style, set_scale, spans_decades  # noqa: E402
 
 FRONT_COLOR = "#d62728"  # the learned front: the colour of the learned methods
 TRIAL_COLOR = "#b0b0b0"
@@ -77,9 +77,7 @@ def front_figure(trials: pd.DataFrame, objectives: list[dict], title: str,
         ax.set_xlabel(labels[x])
         ax.set_ylabel(labels[y])
         for axis, metric in (("x", x), ("y", y)):
-            values = trials[metric] if peers is None else pd.concat([trials[metric], peers[metric]])
-            if spans_decades(values):
-                getattr(ax, f"set_{axis}scale")("log")
+            set_scale(ax, axis, trials[metric] if peers is None else pd.concat([trials[metric], peers[metric]]))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(pairs):]:
         ax.axis("off")

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from pipeline.plots.style import axis_label, bytes_unit, method_order, method_style, spans_decades  # noqa: E402
+from pipeline.plots.style import axis_label, axis_scale, bytes_unit, method_order, method_style  # noqa: E402
 
 
 def panel_values(column: pd.Series) -> list:
@@ -41,7 +41,7 @@ def _x_scaling(frame: pd.DataFrame, x: str) -> tuple[float, str]:
 def _scale(choice: str | None, values) -> str:
     if choice is not None:
         return choice
-    return "log" if spans_decades(values) else "linear"
+    return axis_scale(values)[0]
 
 
 def legend_handles(methods: list[str], highlight: dict[str, dict] | None = None) -> list[Line2D]:
@@ -78,8 +78,12 @@ def line_panels(frame: pd.DataFrame, x: str, y: str, *, method: str = "method", 
             kwargs = method_style(name).line_kwargs() | {"zorder": 2 + (len(methods) - rank) / len(methods)}
             kwargs |= (highlight or {}).get(name, {})
             ax.plot(group["_x"].to_numpy(), group[y].astype(float).to_numpy(), label=name, **kwargs)
-        ax.set_xscale(_scale(x_scale, xs), **({"base": x_base} if _scale(x_scale, xs) == "log" else {}))
-        ax.set_yscale(_scale(y_scale, ys))
+        for axis, choice, values in (("x", x_scale, xs), ("y", y_scale, ys)):
+            scale = _scale(choice, values)
+            options = axis_scale(values)[1] if scale == "symlog" else {}
+            if scale == "log" and axis == "x":
+                options = {"base": x_base}
+            getattr(ax, f"set_{axis}scale")(scale, **options)
         if ylim is not None:
             ax.set_ylim(*ylim)
         ax.set_xlabel(x_label)

@@ -125,3 +125,25 @@ def spans_decades(values, decades: float = 2.0) -> bool:
     arr = np.asarray(values, dtype=float)
     arr = arr[np.isfinite(arr)]
     return bool(arr.size and (arr > 0).all() and arr.max() / max(arr.min(), 1e-300) >= 10.0 ** decades)
+
+
+def axis_scale(values, decades: float = 2.0) -> tuple[str, dict]:
+    """(matplotlib scale, its keywords): log where the positive values span `decades`
+    powers of ten; symlog, linear below the smallest positive value, where zeros sit
+    beside them (a peer with no extra space on a space axis); else linear."""
+    import numpy as np
+
+    arr = np.asarray(values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    positive = arr[arr > 0]
+    if not positive.size or (arr < 0).any() or positive.max() / positive.min() < 10.0 ** decades:
+        return "linear", {}
+    if (arr == 0).any():
+        return "symlog", {"linthresh": float(positive.min())}
+    return "log", {}
+
+
+def set_scale(ax, axis: str, values) -> str:
+    scale, options = axis_scale(values)
+    getattr(ax, f"set_{axis}scale")(scale, **options)
+    return scale
