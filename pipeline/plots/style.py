@@ -52,9 +52,10 @@ FIXED = {
     "binary_search": "#1f77b4", "interpolation_search": "#2ca02c", "treap": "#17becf", "kd_tree": "#7f7f7f",
     "bucketing": "#393b79", "numpy.searchsorted": "#7f7f7f", "bbs": "#1f77b4", "bfs": "#2ca02c",
     "bfe": "#17becf", "sorted_copy": "#7f7f7f", "brute_force": "#000000",
+    "permutation": "#6b6ecf", "packed_permutation": "#637939",
 }
 _LEARNED_PALETTE = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#ff9896", "#c49c94")
-_CLASSIC_PALETTE = ("#1f77b4", "#2ca02c", "#17becf", "#7f7f7f", "#393b79", "#637939", "#6b6ecf", "#9edae5")
+_CLASSIC_PALETTE = ("#1f77b4", "#2ca02c", "#17becf", "#7f7f7f", "#393b79", "#637939", "#6b6ecf", "#8c6d31")
 _LEARNED_MARKERS = ("o", "D", "P", "h", "p")
 _CLASSIC_MARKERS = ("s", "^", "v", "<", ">", "X")
 _NUMBERED = re.compile(r"^(.*?)[_ ]?(?:[A-Za-z]+=?)?(\d+)$")
@@ -74,8 +75,9 @@ def method_style(name: str) -> Style:
     classic = is_classic(name)
     markers = _CLASSIC_MARKERS if classic else _LEARNED_MARKERS
     linestyle = "--" if classic else "-"
-    if name in FIXED:
-        return Style(FIXED[name], markers[0] if not classic else markers[_stable(name) % len(markers)],
+    base = name.split("+")[0]  # "permutation+pgm": the peer, whatever model it is paired with
+    if base in FIXED:
+        return Style(FIXED[base], markers[0] if not classic else markers[_stable(name) % len(markers)],
                      linestyle, not classic)
     numbered = _NUMBERED.match(name)
     if numbered and numbered.group(1):
