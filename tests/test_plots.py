@@ -291,3 +291,22 @@ def test_front_keeps_peers_at_zero_space_visible(figures, tmp_path):
     lo, hi = ax.get_ylim()
     assert lo <= 0.0 <= hi, "the peers at zero space are off the axis"
     check_panels(figures[0], [peers], "ns_per_lookup", "space_fraction")
+
+
+@pytest.mark.parametrize("methods", [
+    # the methods each workload draws in one plot
+    ("lego", "lego_rule", "lego_neural", "dlego", "ms", "lcs", "countmin", "countsketch", "dcms"),
+    ("learned", "countmin", "countmin_learned_delta", "countmin_learned_readout", "countmin_1hash", "countsketch"),
+    ("countmin M=1", "countmin M=2", "countmin M=4", "learned"),
+    ("e2e", "binary_search", "interpolation_search", "treap", "bucketing"),
+    ("e2e", *(f"lsh_k{k}" for k in range(1, 7)), "lsh_best"),
+    ("bbs", "bfs", "kbfs_k6", "bfe", "bfs batched G=64", "numpy.searchsorted"),
+    ("rmi", "sy_rmi", "pgm", "pgm_bicriteria", "radix_spline", "linear", "quadratic", "cubic", "ko", "btree"),
+    ("btree_f64", "permutation+pgm", "sorted_copy+pgm", "packed_permutation+pgm"),
+    ("countmin_d3", "count_sketch_d3"),
+])
+def test_methods_drawn_together_look_different(methods):
+    looks = {m: (method_style(m).color, method_style(m).marker) for m in methods}
+    colours = [c for c, _ in looks.values()]
+    assert len(set(looks.values())) == len(methods), f"two methods drawn alike: {looks}"
+    assert len(set(colours)) == len(colours) or "countmin M=1" in methods or "lsh_k1" in methods, looks

@@ -79,7 +79,7 @@ def panel_fronts(frame, x: str, y: str, *, method: str, panel: str, front: str =
     style (markers only), the panel's front joined as a staircase (seed 001's per-table
     fronts of time against space)."""
     from pipeline.plots.lines import legend_handles, panel_values
-    from pipeline.plots.style import axis_label, method_order, set_scale
+    from pipeline.plots.style import LEGEND, axis_label, method_order, set_scale
 
     panels = panel_values(frame[panel])
     methods = method_order(frame[method])
@@ -104,7 +104,8 @@ def panel_fronts(frame, x: str, y: str, *, method: str, panel: str, front: str =
         ax.set(xlabel=axis_label(x), ylabel=axis_label(y), title=f"{panel} = {value}")
         ax.grid(alpha=0.3)
     front_handle = plt.Line2D([], [], color="k", lw=1, label="front")
-    fig.legend(handles=legend_handles(methods, {m: {"linestyle": "none"} for m in methods}) + [front_handle], loc="outside right upper", fontsize=8)
+    fig.legend(handles=legend_handles(methods, {m: {"linestyle": "none"} for m in methods}) + [front_handle], **LEGEND,
+               ncols=min(4, len(methods) + 1))
     if title:
         fig.suptitle(title, fontsize=11)
     return fig

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from pipeline.plots.lines import _PLOTLY_SYMBOLS, legend_handles  # noqa: E402
-from pipeline.plots.style import axis_label, bytes_unit, method_order, method_style, set_scale, spans_decades  # noqa: E402
+from pipeline.plots.style import LEGEND, axis_label, bytes_unit, method_order, method_style, set_scale, spans_decades  # noqa: E402
 
 FRONT_COLOR = "#d62728"  # the learned front: the colour of the learned methods
 TRIAL_COLOR = "#b0b0b0"
@@ -83,7 +83,8 @@ def front_figure(trials: pd.DataFrame, objectives: list[dict], title: str,
         ax.axis("off")
     handles = [plt.Line2D([], [], ls="", marker="o", color=TRIAL_COLOR, label="trials"),
                plt.Line2D([], [], ls="-", marker="o", color=FRONT_COLOR, label="Pareto front")]
-    fig.legend(handles=handles + legend_handles(methods), loc="outside right upper", fontsize=8)
+    fig.legend(handles=handles + legend_handles(methods), **LEGEND,
+               ncols=min(4, len(methods) + 2))
     fig.suptitle(title, fontsize=11)
     return fig
 

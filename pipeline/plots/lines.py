@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from pipeline.plots.style import axis_label, axis_scale, bytes_unit, method_order, method_style  # noqa: E402
+from pipeline.plots.style import LEGEND, axis_label, axis_scale, bytes_unit, method_order, method_style  # noqa: E402
 
 
 def panel_values(column: pd.Series) -> list:
@@ -92,7 +92,7 @@ def line_panels(frame: pd.DataFrame, x: str, y: str, *, method: str = "method", 
         ax.grid(alpha=0.3, which="both" if _scale(y_scale, ys) == "log" else "major")
     axes[0][0].set_ylabel(axis_label(y))
     shown = [m for m in methods if (frame[method].astype(str) == m).any()]
-    fig.legend(handles=legend_handles(shown, highlight), loc="outside right upper", fontsize=8, title=method)
+    fig.legend(handles=legend_handles(shown, highlight), **LEGEND, ncols=min(4, len(shown)))
     if title:
         fig.suptitle(title, fontsize=11)
     return fig

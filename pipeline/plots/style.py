@@ -53,6 +53,13 @@ FIXED = {
     "bucketing": "#393b79", "numpy.searchsorted": "#7f7f7f", "bbs": "#1f77b4", "bfs": "#2ca02c",
     "bfe": "#17becf", "sorted_copy": "#7f7f7f", "brute_force": "#000000",
     "permutation": "#6b6ecf", "packed_permutation": "#637939",
+    # the frequency-estimation peers, drawn together in one plot: each its own colour
+    "countmin_learned_delta": "#17becf", "countmin_learned_readout": "#393b79", "countmin_1hash": "#7f7f7f",
+    "lsh_best": "#637939",
+}
+#: numbered families with one colour (their members differ by marker); the others get shades
+FAMILIES = {
+    "kbfs": "#8c6d31", "bfs batched": "#6b6ecf",
 }
 _LEARNED_PALETTE = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#ff9896", "#c49c94")
 _CLASSIC_PALETTE = ("#1f77b4", "#2ca02c", "#17becf", "#7f7f7f", "#393b79", "#637939", "#6b6ecf", "#8c6d31")
@@ -83,6 +90,8 @@ def method_style(name: str) -> Style:
     if numbered and numbered.group(1):
         # a family: one colour map, shade by the number (log2), marker by the family
         family, number = numbered.group(1), int(numbered.group(2))
+        if family in FAMILIES:
+            return Style(FAMILIES[family], markers[number % len(markers)], linestyle, not classic)
         shades = colormaps["Blues" if classic else "Reds"]
         step = (number - 1) / 7 if number <= 8 else math.log2(number) / 10
         level = 0.35 + 0.6 * min(1.0, max(0.0, step))
@@ -107,6 +116,10 @@ LABELS = {
     "k": "memory k (counters)", "reduction_factor": "reduction factor (%)", "train_seconds": "training time (s)",
     "width": "width (counters)", "bricks": "memory bricks",
 }
+
+
+#: one legend per figure, below the panels: it never covers a title or a line
+LEGEND = {"loc": "outside lower center", "fontsize": 8, "frameon": False}
 
 
 def bytes_unit(max_bytes: float) -> tuple[float, str]:
