@@ -29,8 +29,9 @@ def lookup_positions(query_values: np.ndarray | None, positions: np.ndarray, slo
     `data_slots` < `slots` marks where the extra space begins."""
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     if query_values is not None:
-        ax.hist2d(query_values, positions, bins=(40, slots), cmap="viridis",
-                  range=((query_values.min(), query_values.max()), (-0.5, slots - 0.5)))
+        *_, image = ax.hist2d(query_values, positions, bins=(40, slots), cmap="viridis",
+                              range=((query_values.min(), query_values.max()), (-0.5, slots - 0.5)))
+        fig.colorbar(image, ax=ax, label="queries")
         ax.set(xlabel="query value", ylabel="position of first lookup (slot)")
         if data_slots < slots:
             ax.axhline(data_slots - 0.5, color="w", linestyle=":", label="extra space above")
