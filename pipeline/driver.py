@@ -62,6 +62,19 @@ def init_ray(printer: Callable[[str], None] = print) -> None:
              logging_level="WARNING")
 
 
+def _optuna_storage(url: str):
+    """The Optuna study's RDB storage; a sqlite file in WAL mode (`tracking.sqlite_wal`:
+    Optuna commits several times per trial: ask, each parameter, tell)."""
+    from optuna.storages import RDBStorage
+
+    from pipeline.tracking import sqlite_wal
+
+    storage = RDBStorage(url)
+    if url.startswith("sqlite:"):
+        sqlite_wal(storage.engine)
+    return storage
+
+
 def _experiment_dirs(store: paths.ResultsStore, task_name: str) -> list[str]:
     """This task's run folders that hold a state file, oldest first (their names end in
     a UTC stamp, so name order is time order)."""
@@ -117,7 +130,8 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
 
     objectives = [o.model_dump() for o in task.objectives]
     num_samples = task.search.num_samples or (grid_size(resolved.space) if task.search.sampler == "grid" else 8)
-    callback = tracking.MLflowTrials(safe, experiment_id, parent_run_id, workload.metrics, printer, num_samples)
+    callback = tracking.MLflowTrials(safe, experiment_id, parent_run_id, workload.metrics, printer, num_samples,
+                                     fresh=not resume)
 
     init_ray(printer)
     payload = trial_payload(resolved, store.join("train"))
@@ -127,7 +141,7 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
         resources["gpu"] = 1
     trainable = tune.with_resources(trainable, resources)
     run_config = tune.RunConfig(
-        name=exp_name, storage_path=storage, callbacks=[callback], verbose=0,
+        name=exp_name, storage_path=storage, callbacks=[callback, tracking.NoTensorBoard()], verbose=0,
         failure_config=tune.FailureConfig(max_failures=task.failure.max_retries),
     )
     started = time.time()
@@ -135,16 +149,14 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
         tuner = tune.Tuner.restore(store.join(exp_name), trainable=trainable, resume_unfinished=True, resume_errored=False,
                                    restart_errored=False)
         # callbacks are not part of the saved state: hand ours back in
-        tuner._local_tuner._run_config.callbacks = [callback]
+        tuner._local_tuner._run_config.callbacks = [callback, tracking.NoTensorBoard()]
     else:
-        from optuna.storages import RDBStorage
-
         storage_url = paths.optuna_storage_url(tracking_uri)
         searcher = OptunaSearch(
             space=to_optuna(resolved.space, str(resolved.path)),
             metric=[o["metric"] for o in objectives], mode=[o["mode"] for o in objectives],
             sampler=make_sampler(task.search.sampler, resolved.space, task.search.seed),
-            study_name=exp_name, storage=RDBStorage(storage_url),
+            study_name=exp_name, storage=_optuna_storage(storage_url),
         )
         searcher = ConcurrencyLimiter(searcher, max_concurrent=task.search.max_concurrent)
         scheduler = None
@@ -164,19 +176,29 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
             raise ValueError(f"{resolved.path}: search_space: no parameters to search")
     printer(f"{resolved.name} [{resolved.profile}]: {num_samples} trials of {task.workload}, "
             f"sampler {task.search.sampler}, MLflow {tracking_uri}, experiment {resolved.experiment}")
-    results = tuner.fit()
+    # the trials' MLflow writes go from a writer thread, so Tune's loop never waits on the store
+    safe.start_background()
+    try:
+        results = tuner.fit()
+    finally:
+        fitted = time.time()
+        safe.stop_background()
     wall = time.time() - started
+    drain_s = time.time() - fitted  # MLflow writes still queued when the last trial ended
 
     frame = _results_frame(results, objectives)
     safe.flush()  # what the store missed during the search, before the front refers to it
-    lost = callback.close_lost_runs()
+    lost = callback.close_lost_runs(_ended_trials(frame, workload.metrics) if resume else None)
     if lost:
         printer(f"closed {len(lost)} child run(s) of trials lost when the earlier driver died "
                 f"(KILLED, pipeline.status=LOST_ON_RESTART): {', '.join(lost)}")
+    front_started = time.time()
     summary = _log_front(safe, client, parent_run_id, resolved, frame, objectives, workload, callback, lost)
     summary.update({
         "tracking_uri": tracking_uri, "experiment": resolved.experiment, "experiment_id": experiment_id,
         "parent_run_id": parent_run_id, "ray_results": store.join(exp_name), "wall_s": wall,
+        "front_s": time.time() - front_started,
+        "tracking_drain_s": drain_s,
         "optuna_storage": paths.optuna_storage_url(tracking_uri), "optuna_study": exp_name,
     })
     not_logged = safe.flush()
@@ -187,6 +209,27 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
     state["complete"] = True
     store.write_text(json.dumps(state, indent=2), exp_name, STATE_FILE)
     return summary
+
+
+def _ended_trials(frame: pd.DataFrame, metrics: tuple[str, ...]) -> dict[str, dict]:
+    """Trial id -> {"label", "metrics"} of each trial in the Tuner's results, the way
+    `tracking.MLflowTrials` labels a trial's end."""
+    out = {}
+    for row in frame.to_dict("records"):
+        if row.get("trial_id") is None:
+            continue
+        if row.get("rejected") == 1:
+            label = "REJECTED"
+        elif row.get("status") == "FAILED":
+            label = "FAILED"
+        elif row.get("final") == 1:
+            label = "FINISHED"
+        else:
+            label = "STOPPED_EARLY"
+        values = {k: row[k] for k in (*metrics, "final", "rejected") if k in row
+                  and isinstance(row[k], (int, float)) and not isinstance(row[k], bool) and math.isfinite(row[k])}
+        out[str(row["trial_id"])] = {"label": label, "metrics": values}
+    return out
 
 
 def _log_parent_inputs(client, run_id: str, resolved: ResolvedTask, tracking) -> None:

@@ -2,9 +2,10 @@
 
 Written here rather than taken from Optuna because the front must be computed over
 finished Tune trials (early-stopped ones excluded), not over a study, and Optuna's
-hypervolume lives in a private module. Both are exact: the front by pairwise
-dominance (vectorised), the hypervolume by slicing along the last objective
-(Hypervolume by Slicing Objectives), fine for the few hundred points a front has.
+hypervolume lives in a private module. Both are exact: the front by one sweep in
+lexicographic order against the front so far, the hypervolume by slicing along the
+last objective (Hypervolume by Slicing Objectives), fine for the few hundred points a
+front has.
 """
 
 from __future__ import annotations
@@ -19,14 +20,32 @@ def to_minimisation(values: np.ndarray, modes: list[str]) -> np.ndarray:
 
 
 def non_dominated(values: np.ndarray, modes: list[str]) -> np.ndarray:
-    """Boolean mask of the rows no other row dominates (ties: both kept)."""
+    """Boolean mask of the rows no other row dominates (ties: both kept).
+
+    One sweep in lexicographic order: a row can only be dominated by a row before it
+    (a dominating row is no worse everywhere and better somewhere, so it sorts first),
+    and only the non-dominated rows seen so far need checking (whatever dominates a
+    dominated row dominates what it dominates). Time O(n log n + n f), memory O(n),
+    with f the front's size: thousands of trials in milliseconds, where the pairwise
+    n x n comparison took seconds and n^2 memory."""
     points = to_minimisation(values, modes)
-    if len(points) == 0:
-        return np.zeros(0, dtype=bool)
-    le = (points[:, None, :] <= points[None, :, :]).all(axis=2)
-    lt = (points[:, None, :] < points[None, :, :]).any(axis=2)
-    dominates = le & lt  # [i, j]: i dominates j
-    return ~dominates.any(axis=0)
+    n = len(points)
+    mask = np.zeros(n, dtype=bool)
+    if n == 0:
+        return mask
+    order = np.lexsort(points.T[::-1])  # by the first column, then the second, ...
+    front = np.empty_like(points)
+    size = 0
+    for i in order:
+        p = points[i]
+        if size:
+            kept = front[:size]
+            if ((kept <= p).all(axis=1) & (kept < p).any(axis=1)).any():
+                continue
+        front[size] = p
+        size += 1
+        mask[i] = True
+    return mask
 
 
 def hypervolume(values: np.ndarray, modes: list[str], reference: np.ndarray) -> float:

@@ -49,3 +49,16 @@ def test_default_reference_is_beyond_the_worst():
     pts = np.array([[1, 10], [2, 5]], float)
     ref = default_reference(pts, ["min", "max"])
     assert ref[0] > 2 and ref[1] < 5
+
+
+def test_non_dominated_matches_the_pairwise_definition():
+    # small integer grids make many ties and duplicates; max columns included
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n, d = int(rng.integers(1, 40)), int(rng.integers(1, 4))
+        points = rng.integers(0, 4, size=(n, d)).astype(float)
+        modes = [str(m) for m in rng.choice(["min", "max"], d)]
+        signed = points * np.array([1.0 if m == "min" else -1.0 for m in modes])
+        le = (signed[:, None, :] <= signed[None, :, :]).all(axis=2)
+        lt = (signed[:, None, :] < signed[None, :, :]).any(axis=2)
+        assert non_dominated(points, modes).tolist() == (~(le & lt).any(axis=0)).tolist()

@@ -17,4 +17,5 @@ BENCHES: dict[str, str] = {
     "e2e_freq": "pipeline.bench.e2e_freq",  # issue 6
     "wavelet": "pipeline.bench.wavelet",  # issue 7
     "scaling": "pipeline.bench.scaling",  # issue 8
+    "pipeline_scaling": "pipeline.bench.pipeline_scaling",
 }

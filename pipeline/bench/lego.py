@@ -2,6 +2,7 @@
 next to our CountMin at the same bytes (seed 003 §5.4).
 
     python -m pipeline.bench lego --json out.json [--checkpoint brick.pt --items 2000000 --bricks 12]
+        [--device cuda]   (default: cuda where torch sees one, else cpu)
 
 Rows: lego_store, lego_query (the ensemble as deployed: the neural decoder only in the
 bricks whose scan selects it; `neural_share` is the share of queried items decoded),
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import numba
@@ -67,6 +69,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                              "checkpoint was trained with; the tiny brick: scan)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"error: --device {args.device}: no CUDA device visible to torch {torch.__version__}", file=sys.stderr)
+        raise SystemExit(2)
     if args.threads:
         torch.set_num_threads(args.threads)
         numba.set_num_threads(args.threads)
