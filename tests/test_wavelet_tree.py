@@ -4,8 +4,9 @@ levels and rank matrix match the slides' worked example, sizes match hand counts
 import numpy as np
 import pytest
 
-from pipeline.workloads.wavelet.tree import (ARITIES, SUPERBLOCK, WaveletMapping, access_kernels_for, count_width,
-                                             num_levels)
+from pipeline.workloads.wavelet.access import access_kernels_for
+from pipeline.workloads.wavelet.layout import ARITIES, SUPERBLOCK, count_width, num_levels
+from pipeline.workloads.wavelet.tree import WaveletMapping
 
 # seed 002, "Proposed Solution" / "The Build Function" / "The Rank Matrix"
 SLIDES_PERM = np.array([5, 12, 4, 0, 3, 11, 1, 9, 7, 10, 14, 8, 6, 13, 15, 2])

@@ -40,7 +40,8 @@ from pipeline.workloads.wavelet.btree import StaticBPlusTree
 from pipeline.workloads.wavelet.index import UnsortedIndex, fit_model
 from pipeline.workloads.wavelet.measure import (present_queries, reference_lookup, time_access, time_btree,
                                                 time_gather, time_index, uniform_table)
-from pipeline.workloads.wavelet.tree import WaveletMapping, entropy_bits_per_element, num_levels
+from pipeline.workloads.wavelet.layout import num_levels
+from pipeline.workloads.wavelet.tree import WaveletMapping, entropy_bits_per_element
 
 
 def parse_model(spec: str) -> tuple[str, dict]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from pipeline.workloads.wavelet.tree import prefetch
+from pipeline.workloads.intrinsics import prefetch
 
 
 @numba.njit(cache=True, _nrt=False)

@@ -32,8 +32,11 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from pipeline.workloads.intrinsics import prefetch
 from pipeline.workloads.learned_index import models as li_models
-from pipeline.workloads.wavelet.tree import MAX_N, META_STEPS, WaveletMapping, prefetch, step_for
+from pipeline.workloads.wavelet.access import step_for
+from pipeline.workloads.wavelet.layout import MAX_N, META_STEPS
+from pipeline.workloads.wavelet.tree import WaveletMapping
 
 MAPPINGS = ("wavelet", "permutation", "sorted_copy")
 _KIND = {name: code for code, name in enumerate(MAPPINGS)}

@@ -20,7 +20,8 @@ import numpy as np
 
 from pipeline.workloads.wavelet.btree import StaticBPlusTree
 from pipeline.workloads.wavelet.index import KEY, UnsortedIndex
-from pipeline.workloads.wavelet.tree import WaveletMapping, access_kernels_for
+from pipeline.workloads.wavelet.access import access_kernels_for
+from pipeline.workloads.wavelet.tree import WaveletMapping
 
 
 def uniform_table(n: int, seed: int) -> np.ndarray:

@@ -27,8 +27,8 @@ from pipeline.workloads.wavelet.btree import StaticBPlusTree
 from pipeline.workloads.wavelet.index import UnsortedIndex, fit_model
 from pipeline.workloads.wavelet.measure import (present_queries, reference_lookup, time_access, time_btree,
                                                 time_gather, time_index, uniform_table)
-from pipeline.workloads.wavelet.tree import (ARITIES, RANK_KINDS, WaveletMapping, check_depth,
-                                             entropy_bits_per_element)
+from pipeline.workloads.wavelet.layout import ARITIES, RANK_KINDS, check_depth
+from pipeline.workloads.wavelet.tree import WaveletMapping, entropy_bits_per_element
 
 MODELS = ("none", "linear", "cubic", "rmi", "pgm", "radix_spline")
 
