@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FIELDS = {"method", "trials", "sampler", "s_per_trial", "overhead_s_per_trial", "driver_cpu_s_per_trial",
           "search_s", "front_s", "peak_rss_mb", "rss_growth_mb", "front_size", "ratio_vs_first"}
 PIPELINE_FIELDS = FIELDS | {"store_mb", "optuna_db_mb", "steady_s_per_trial", "first_trial_s", "tracking_drain_s",
-                            "ray_start_s", "finished", "not_logged"}
+                            "ray_start_s", "finished", "not_logged", "search_rss_kb_per_trial",
+                            "rss_last_trial_mb"}
 
 
 def _bench(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

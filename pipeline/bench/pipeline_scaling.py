@@ -14,11 +14,14 @@ Rows, one per method and count:
   search's wall time (Tuner.fit, every MLflow write made during it and the progress
   lines) over N; `overhead_s_per_trial` subtracts the workload's own time per trial
   (timed in a plain loop in the same process); `ratio_vs_first` divides that by the
-  first count's. `front_s` is the time to compute the front and hypervolume and log
-  them, with the plots and tables, to the parent run. `peak_rss_mb` is the driver's
-  peak resident memory (getrusage), `rss_growth_mb` that minus its resident memory once
-  Ray was up. `store_mb`: the MLflow sqlite file plus its artifact folder;
-  `optuna_db_mb` the Optuna study's sqlite file.
+  first count's. `steady_s_per_trial` is the time per trial from the first trial's end
+  to the last's (start-up excluded). `front_s` is the time to compute the front and
+  hypervolume and log them, with the plots and tables, to the parent run.
+  `peak_rss_mb` is the driver's peak resident memory (getrusage), `rss_growth_mb` that
+  minus its resident memory once Ray was up and the modules loaded;
+  `search_rss_kb_per_trial` its growth per trial during the search, `rss_last_trial_mb`
+  its resident memory when the last trial ended. `store_mb`: the MLflow sqlite file
+  plus its artifact folder; `optuna_db_mb` the Optuna study's sqlite file.
 - `optuna_memory`: `optuna.create_study(...).optimize` in-process, in-memory storage.
 - `optuna_sqlite`: the same with the study in a sqlite file in WAL mode, as the
   pipeline keeps it (so that a run can be resumed).
@@ -44,7 +47,8 @@ SAMPLERS = ("random", "tpe", "nsga2")
 
 class _LineLog:
     """The run's printer: progress lines go to a file, as they would to a terminal, so
-    their cost is measured. Picklable (the Tuner pickles callbacks holding it)."""
+    their cost is measured, each stamped with the time and the driver's resident memory
+    (one read of /proc). Picklable (the Tuner pickles callbacks holding it)."""
 
     def __init__(self, path: Path):
         self.path = str(path)
@@ -56,7 +60,7 @@ class _LineLog:
     def __call__(self, line: str) -> None:
         if self._handle is None:
             self._handle = open(self.path, "a", buffering=1)
-        self._handle.write(f"{time.monotonic():.3f} {line}\n")
+        self._handle.write(f"{time.monotonic():.3f} {_rss_now_mb():.1f} {line}\n")
 
 
 def _parse_counts(text: str) -> list[int]:
@@ -101,18 +105,24 @@ def _size_mb(path: Path) -> float:
 
 def _progress_times(path: Path) -> dict:
     """From the run's progress lines (each stamped by `_LineLog`): the seconds from the
-    search's first line to the first trial's end, and the steady time per trial from
-    the first trial's end to the last's (the marginal cost of one more trial)."""
-    stamps, first = [], None
+    search's first line to the first trial's end; the steady time per trial from the
+    first trial's end to the last's (the marginal cost of one more trial); the driver's
+    memory growth per trial over the same span, and its resident memory at the last
+    trial's end (before Tune reads every trial's results back and the front is made)."""
+    stamps, rss, first = [], [], None
     for line in path.read_text().splitlines():
-        stamp, _, text = line.partition(" ")
+        stamp, mb, text = line.split(" ", 2)
         if first is None:
             first = float(stamp)  # "<task> [<profile>]: N trials of ..." just before Tuner.fit
         elif text.startswith("["):
             stamps.append(float(stamp))
+            rss.append(float(mb))
     if first is None or len(stamps) < 2:
-        return {"first_trial_s": None, "steady_s_per_trial": None}
-    return {"first_trial_s": stamps[0] - first, "steady_s_per_trial": (stamps[-1] - stamps[0]) / (len(stamps) - 1)}
+        return {"first_trial_s": None, "steady_s_per_trial": None, "search_rss_kb_per_trial": None,
+                "rss_last_trial_mb": None}
+    span = len(stamps) - 1
+    return {"first_trial_s": stamps[0] - first, "steady_s_per_trial": (stamps[-1] - stamps[0]) / span,
+            "search_rss_kb_per_trial": (rss[-1] - rss[0]) * 1024 / span, "rss_last_trial_mb": rss[-1]}
 
 
 def _workload_s_per_trial(n: int) -> float:
