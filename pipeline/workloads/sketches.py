@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.workloads.base import LocalReporter, Params, Reporter, Workload
+from pipeline.workloads import data_files
 
 _C1 = np.uint64(0xFF51AFD7ED558CCD)
 _C2 = np.uint64(0xC4CEB9FE1A85EC53)
@@ -198,32 +199,12 @@ def zipf_stream(universe: int, alpha: float, length: int, seed: int = 0) -> np.n
     return rng.permutation(universe)[ranks].astype(np.int64)
 
 
-def load_stream(path: str | Path) -> np.ndarray:
-    """A user's stream: a `.npy` array of integers, or a text file with one item per
-    line (integers are used as ids; any other tokens are mapped to ids by first
-    appearance). Raises ValueError naming the file when it is unreadable or empty."""
-    path = Path(path)
-    try:
-        if path.suffix == ".npy":
-            items = np.load(path, allow_pickle=False)
-            if items.dtype.kind not in "iu":
-                raise ValueError(f"stream file {path}: .npy must hold integers, not {items.dtype}")
-            items = items.reshape(-1).astype(np.int64)
-        else:
-            lines = [ln.strip() for ln in path.read_text().splitlines()]
-            lines = [ln for ln in lines if ln]
-            try:
-                items = np.array([int(ln) for ln in lines], dtype=np.int64)
-            except ValueError:
-                _, items = np.unique(np.array(lines), return_inverse=True)
-                items = items.astype(np.int64)
-    except ValueError:
-        raise
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"stream file {path}: cannot read ({err.__class__.__name__}: {err})") from None
-    if items.size == 0:
-        raise ValueError(f"stream file {path}: no items")
-    return items
+def load_stream(path: str | Path, column: str | None = None) -> np.ndarray:
+    """A user's stream as int64 ids (`data_files.stream`): a `.npy` of integers, a text
+    file with one item per line (integers are used as ids; any other tokens get the ids
+    of their sorted order), or a CSV file's `column`. Raises ValueError naming the file
+    when it is missing, unreadable or empty."""
+    return data_files.stream(path, "stream file", column)
 
 
 def exact_counts(stream: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -238,7 +219,9 @@ class StreamParams(Params):
     universe: int = Field(100_000, ge=1, description="distinct ids a Zipf stream draws from")
     alpha: float = Field(1.1, gt=0, description="Zipf skew")
     length: int = Field(1_000_000, ge=1, description="items in a Zipf stream")
-    path: str | None = Field(None, description="stream file (.npy of ints, or one item per line) when source=file")
+    path: str | None = Field(None, description="stream file when source=file: one item per line, a .npy of ints, "
+                                               "or a CSV (with column)")
+    column: str | None = Field(None, description="source=file, a CSV: the column whose values are the items")
     queries: int = Field(10_000, ge=1, description="query draws from the stream's distribution, for MAE")
 
     @model_validator(mode="after")
@@ -275,7 +258,7 @@ def build_sketch(params: CMSParams):
 
 def make_stream(stream: StreamParams, seed: int) -> np.ndarray:
     if stream.source == "file":
-        return load_stream(stream.path)
+        return load_stream(stream.path, stream.column)
     return zipf_stream(stream.universe, stream.alpha, stream.length, seed)
 
 
@@ -310,7 +293,7 @@ def run_cms(params: CMSParams, report: Reporter) -> dict[str, float]:
 
 def _validate(params: CMSParams) -> None:
     if params.stream.source == "file":
-        load_stream(params.stream.path)  # raises ValueError naming the file
+        load_stream(params.stream.path, params.stream.column)  # raises ValueError naming the file
     if params.delta != int(params.delta) and params.counter_dtype.startswith("int"):
         raise ValueError(f"params.delta={params.delta} needs a float counter_dtype, not {params.counter_dtype}")
 

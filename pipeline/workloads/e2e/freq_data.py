@@ -1,6 +1,6 @@
 """Streams and queries for seed 000 §3.1 (frequency estimation), numpy-vectorised.
 
-Two settings:
+Three settings:
 
 - Zipf: items are ids 0..universe-1 (the seed's {1..1000}, shifted to 0-based); rank r
   (1-based) has probability proportional to r^-alpha. The rank order (which id has which
@@ -14,6 +14,9 @@ Two settings:
   evaluation streams draw held-out images (seed 000 §3.1, "Learning Heavy Hitter
   Features"). An image is three 8x8 digits side by side: 8 x 24 pixels in [0, 1].
 
+- A user's stream file (`file_stream_ids`): streams are windows of consecutive arrivals
+  cut from it at random offsets, items ranked by their frequency in the file.
+
 A batch is `Streams(items, queries, counts)`: `items` (B, T) ids or labels, `queries`
 (B, Q) query ids drawn from the same distribution as the stream (the seed's queries are
 Zipfian too), `counts` (B, Q) the true number of times each query occurs in its stream.
@@ -26,6 +29,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from pipeline.workloads.data_files import stream
 
 
 @dataclass
@@ -72,17 +77,12 @@ def streams_from_items(items: np.ndarray) -> Streams:
     return Streams(items, items.copy(), true_counts(items, items))
 
 
-def load_stream_file(path: str | Path, universe: int, length: int) -> np.ndarray:
-    """Item ids from a stream file (`sketches.load_stream`: `.npy` or one item per line),
-    cut into streams of `length` (a short tail is dropped unless it is the only
-    stream). ValueError naming the file when it is missing, empty or has ids outside
+def load_stream_file(path: str | Path, universe: int, length: int, column: str | None = None) -> np.ndarray:
+    """Item ids from a stream file (`data_files.stream`: one item per line, `.npy` or a
+    CSV column), cut into streams of `length` (a short tail is dropped unless it is the
+    only stream). ValueError naming the file when it is missing, empty or has ids outside
     [0, universe)."""
-    from pipeline.workloads.sketches import load_stream
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"stream_file {str(path)!r} does not exist")
-    ids = load_stream(path)  # raises ValueError "...: no items" on an empty file
+    ids = stream(path, "stream_file", column)  # raises "...: no items" on an empty file
     if ids.min() < 0 or ids.max() >= universe:
         raise ValueError(f"stream_file {str(path)!r} has ids outside [0, {universe}): "
                          f"min {ids.min()}, max {ids.max()}")
@@ -90,6 +90,36 @@ def load_stream_file(path: str | Path, universe: int, length: int) -> np.ndarray
         return ids[None, :]
     usable = (ids.size // length) * length
     return ids[:usable].reshape(-1, length)
+
+
+def file_stream_ids(path: str | Path, universe: int, length: int, column: str | None = None) -> np.ndarray:
+    """The `file` setting's source: a user's stream (any items, `data_files.stream`) as ids
+    by frequency rank (0 = the most frequent item; ties by first id), in arrival order.
+    Ranked ids keep the model's embedding table at the file's distinct count whatever the
+    raw ids are. ValueError naming the file when it has more distinct items than
+    `universe` or fewer arrivals than one stream of `length`."""
+    raw = stream(path, "stream_file", column)
+    distinct, inverse, counts = np.unique(raw, return_inverse=True, return_counts=True)
+    if distinct.size > universe:
+        raise ValueError(f"stream_file {path}: {distinct.size} distinct items, more than params.universe={universe}; "
+                         f"set params.universe={distinct.size} or more")
+    if raw.size < length:
+        raise ValueError(f"stream_file {path}: {raw.size} items, fewer than one stream of "
+                         f"params.stream_length={length}")
+    rank = np.empty(distinct.size, dtype=np.int64)
+    rank[np.argsort(-counts, kind="stable")] = np.arange(distinct.size)
+    return rank[inverse.reshape(-1)]
+
+
+def sample_file_streams(rng: np.random.Generator, ids: np.ndarray, batch: int, length: int,
+                        num_queries: int) -> Streams:
+    """Streams cut from a user's stream: `batch` windows of `length` consecutive arrivals
+    at random offsets (the file's own order and bursts kept), queries drawn from each
+    window's arrivals, so they follow the stream's distribution as in the seed (§3.1)."""
+    starts = rng.integers(0, ids.size - length + 1, size=batch)
+    items = ids[starts[:, None] + np.arange(length)]
+    queries = np.take_along_axis(items, rng.integers(0, length, size=(batch, num_queries)), axis=1)
+    return Streams(items, queries, true_counts(items, queries))
 
 
 # --- 3-digit number images from scikit-learn's digits -----------------------------------

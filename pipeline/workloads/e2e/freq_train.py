@@ -36,12 +36,18 @@ class FreqSetting:
     images: bool = False
     held_out_fraction: float = 0.3
     pools: tuple[DigitPools, DigitPools] | None = field(default=None, repr=False)
+    #: the `file` setting: a user's stream as frequency-ranked ids (freq_data.file_stream_ids)
+    file_ids: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.images and self.pools is None:
             self.pools = digit_pools(self.held_out_fraction)
 
     def sample(self, rng: np.random.Generator, batch: int) -> Streams:
+        if self.file_ids is not None:
+            from pipeline.workloads.e2e.freq_data import sample_file_streams
+
+            return sample_file_streams(rng, self.file_ids, batch, self.length, self.queries)
         return sample_streams(rng, batch, self.length, self.queries, self.universe,
                               self.alpha, self.fixed_rank_order)
 

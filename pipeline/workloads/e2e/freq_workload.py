@@ -32,7 +32,8 @@ import torch
 from pydantic import Field
 
 from pipeline.workloads.base import LocalReporter, Params, Reporter, Workload  # noqa: F401
-from pipeline.workloads.e2e.freq_data import Streams, load_stream_file, render_numbers, streams_from_items
+from pipeline.workloads.e2e.freq_data import (Streams, file_stream_ids, load_stream_file, render_numbers,
+                                               streams_from_items)
 from pipeline.workloads.e2e.freq_model import FreqModelConfig, build_model
 from pipeline.workloads.e2e.freq_readout import (
     apply_readout, decision_boundary, delta_sweep, fit_delta, sketch_estimates, sketch_mae)
@@ -41,8 +42,9 @@ from pipeline.workloads.e2e.freq_train import FreqSetting, predict, train
 
 
 class FreqParams(Params):
-    setting: Literal["zipf", "images"] = Field(
-        "zipf", description="zipf: ids, rank order re-drawn per stream; images: fixed rank order, 3-digit images")
+    setting: Literal["zipf", "images", "file"] = Field(
+        "zipf", description="zipf: ids, rank order re-drawn per stream; images: fixed rank order, 3-digit images; "
+                "file: windows of the user's stream_file, items ranked by frequency")
     universe: int = Field(1000, ge=1, description="distinct items (ids 0..universe-1; labels in the image setting, <= 1000)")
     alpha: float = Field(1.2, gt=0, description="Zipf skew of stream and queries (seed: 1.2)")
     stream_length: int = Field(100, ge=1, description="items per stream (seed: 100)")
@@ -77,7 +79,10 @@ class FreqParams(Params):
     sweep_deltas: list[float] = Field([0.5, 1.2, 0.01], description="CountMin delta sweep: [first, last, step]")
     front_ks: list[int] = Field([8, 16, 32, 64, 128], description="k values of the classic sketches in front.csv")
     held_out_fraction: float = Field(0.3, gt=0, lt=1, description="images: share of each digit's images held out for evaluation")
-    stream_file: str | None = Field(None, description="optional file of item ids (.npy or one per line) also evaluated")
+    stream_file: str | None = Field(None, description="setting file: the user's stream that training and test streams "
+                                    "are cut from; zipf: ids in [0, universe) also evaluated. One item per line, "
+                                    ".npy of ints, or a CSV with stream_column")
+    stream_column: str | None = Field(None, description="stream_file is a CSV: the column whose values are the items")
     threads: int = Field(0, ge=0, description="torch CPU threads (0: leave torch's default)")
     seed: int = Field(0, description="seeds weights, training and evaluation streams")
 
@@ -90,14 +95,20 @@ def _validate(p: FreqParams) -> None:
         raise ValueError(f"params.M={p.M} exceeds params.k={p.k}: at most k counters exist to write and read")
     if p.setting == "images" and p.universe > 1000:
         raise ValueError(f"params.universe={p.universe}: the image setting renders 3-digit numbers, at most 1000 labels")
-    if p.stream_file is not None:
-        load_stream_file(p.stream_file, p.universe, p.stream_length)
+    if p.setting == "file":
+        if p.stream_file is None:
+            raise ValueError("params.setting=file needs params.stream_file")
+        file_stream_ids(p.stream_file, p.universe, p.stream_length, p.stream_column)
+    elif p.stream_file is not None:
+        load_stream_file(p.stream_file, p.universe, p.stream_length, p.stream_column)
 
 
 def _setting(p: FreqParams) -> FreqSetting:
     return FreqSetting(universe=p.universe, alpha=p.alpha, length=p.stream_length,
                        queries=p.queries_per_stream, fixed_rank_order=p.setting == "images",
-                       images=p.setting == "images", held_out_fraction=p.held_out_fraction)
+                       images=p.setting == "images", held_out_fraction=p.held_out_fraction,
+                       file_ids=(file_stream_ids(p.stream_file, p.universe, p.stream_length, p.stream_column)
+                                 if p.setting == "file" else None))
 
 
 def _eval_streams(p: FreqParams, setting: FreqSetting) -> tuple[Streams, Streams]:
@@ -258,8 +269,9 @@ def run(params: FreqParams, report: Reporter) -> dict[str, float]:
         metrics["own_counters_top10"] = float(table["own_counter"][:top].sum())
         metrics["write_agreement"] = float(table["write_agreement"].mean())
 
-    if p.stream_file is not None:
-        file_streams = streams_from_items(load_stream_file(p.stream_file, p.universe, p.stream_length))
+    if p.stream_file is not None and p.setting != "file":  # the file setting trains and tests on it already
+        file_streams = streams_from_items(load_stream_file(p.stream_file, p.universe, p.stream_length,
+                                                           p.stream_column))
         if setting.images:
             raise ValueError("params.stream_file is for the zipf (id) setting")
         est = predict(model, setting, file_streams, seed=p.seed, device=device)

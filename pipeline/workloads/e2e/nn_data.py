@@ -20,6 +20,8 @@ Distributions (names are the `distribution` field of the workload):
 - `digits`: images of 3-digit numbers 0..199 built from scikit-learn's `load_digits`
   (1797 8x8 handwritten digits that ship with scikit-learn; MNIST cannot be downloaded
   here), nearest by label (§2.4 "learning useful representations").
+- `file`: a user's points (`PointPool`): each instance is N points drawn from the file,
+  its query one of the held-out points (or of a second file of queries).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from functools import lru_cache
 
 import numpy as np
 
-DISTRIBUTIONS = ("uniform1d", "zipf1d", "hard1d", "uniform2d", "hard2d", "hypersphere", "digits")
+from pipeline.workloads.data_files import DataFileError, points as read_points
+
+DISTRIBUTIONS = ("uniform1d", "zipf1d", "hard1d", "uniform2d", "hard2d", "hypersphere", "digits", "file")
 DIGIT_IMAGE_SHAPE = (8, 24)  # three 8x8 scikit-learn digits side by side
 DIGIT_LABELS = 200  # labels 0..199 as in §2.4
 
@@ -51,7 +55,7 @@ def dimension_of(distribution: str, dim: int) -> int:
     """The dimension of the points the query networks read (before any feature model)."""
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"unknown distribution {distribution!r}; valid: {', '.join(DISTRIBUTIONS)}")
-    return {"uniform2d": 2, "hard2d": 2, "hypersphere": dim, "digits": 0}.get(distribution, 1)
+    return {"uniform2d": 2, "hard2d": 2, "hypersphere": dim, "digits": 0, "file": dim}.get(distribution, 1)
 
 
 def _finish(data, queries, points=None, query_points=None) -> Instances:
@@ -135,10 +139,81 @@ def digit_images(rng: np.random.Generator, labels: np.ndarray, split: str) -> np
     return out
 
 
+@dataclass(frozen=True)
+class PointPool:
+    """A user's points, scaled into [-1, 1] by one factor for every axis (a translation and
+    a uniform scale keep every nearest neighbour; the networks get inputs of order one):
+    `data` the points instances are drawn from, `train_queries` / `test_queries` the
+    queries of training and of the final evaluation (disjoint halves of the held-out
+    points or of the queries file)."""
+
+    data: np.ndarray  # (m, d) float64
+    train_queries: np.ndarray
+    test_queries: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        return int(self.data.shape[1])
+
+
+@lru_cache(maxsize=4)
+def point_pool(points_file: str, queries_file: str | None = None, query_fraction: float = 0.2,
+               columns: tuple[str, ...] | None = None, dim: int | None = None, n: int = 2,
+               seed: int = 0) -> PointPool:
+    """The pool of `file` instances (module docstring). Without `queries_file` a share
+    `query_fraction` of the points (at random, fixed by `seed`) is held out as queries and
+    never stored in an instance. DataFileError naming the file when it cannot be read
+    (data_files.points: NaN / inf, wrong dimension), has fewer than n data points or
+    fewer than two queries."""
+    cols = list(columns) if columns else None
+    pts = read_points(points_file, "points_file", dim=dim, columns=cols)
+    rng = np.random.default_rng([seed, 17])
+    if queries_file:
+        queries = read_points(queries_file, "queries_file", dim=pts.shape[1], columns=cols)
+        data = pts
+    else:
+        order = rng.permutation(pts.shape[0])
+        held = int(round(query_fraction * pts.shape[0]))
+        queries, data = pts[order[:held]], pts[order[held:]]
+    if data.shape[0] < n:
+        raise DataFileError(f"points_file {points_file}: {data.shape[0]} points to draw instances from "
+                            f"(after holding out queries), fewer than params.n={n}")
+    if queries.shape[0] < 2:
+        raise DataFileError(f"{'queries_file ' + queries_file if queries_file else 'points_file ' + points_file}: "
+                            f"{queries.shape[0]} query points, need at least 2 (raise params.query_fraction)")
+    both = np.concatenate([data, queries])
+    low, high = both.min(axis=0), both.max(axis=0)
+    centre, half = (low + high) / 2, max(float((high - low).max()) / 2, 1e-300)
+    queries = queries[rng.permutation(queries.shape[0])]
+    cut = queries.shape[0] // 2
+    scale = lambda x: np.ascontiguousarray((x - centre) / half)  # noqa: E731
+    return PointPool(scale(data), scale(queries[:cut]), scale(queries[cut:]))
+
+
+def sample_pool(pool: PointPool, rng: np.random.Generator, batch: int, n: int, split: str = "train") -> Instances:
+    """`batch` instances: n distinct points of the pool each, and a query from the split's
+    queries. Distinct points by sorting random keys while the pool is small; from a large
+    pool (over 4096 points, >= 20 n) with replacement, where a repeat is rare and harmless
+    (a tie goes to the lowest index)."""
+    m = pool.data.shape[0]
+    if m <= 4096 or m < 20 * n:
+        idx = np.argpartition(rng.random((batch, m)), n - 1, axis=1)[:, :n] if n < m else \
+            np.tile(np.arange(m), (batch, 1))
+        idx = np.take_along_axis(idx, np.argsort(rng.random(idx.shape), axis=1), axis=1)
+    else:
+        idx = rng.integers(0, m, size=(batch, n))
+    queries = pool.train_queries if split == "train" else pool.test_queries
+    return _finish(pool.data[idx], queries[rng.integers(0, queries.shape[0], size=batch)])
+
+
 def sample(distribution: str, rng: np.random.Generator, batch: int, n: int, *, dim: int = 30,
            rho: float = 0.8, zipf_alpha: float = 1.2, zipf_support: int = 200,
-           hard_base: float = 7.0, split: str = "train") -> Instances:
+           hard_base: float = 7.0, split: str = "train", pool: PointPool | None = None) -> Instances:
     """Draw `batch` instances of `n` points from `distribution` (module docstring)."""
+    if distribution == "file":
+        if pool is None:
+            raise ValueError("distribution 'file' needs a PointPool (params.points_file)")
+        return sample_pool(pool, rng, batch, n, split)
     if distribution == "uniform1d":
         data = rng.uniform(-1, 1, size=(batch, n, 1))
         return _finish(data, rng.uniform(-1, 1, size=(batch, 1)))

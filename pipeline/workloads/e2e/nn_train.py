@@ -45,7 +45,7 @@ def build_model(params: Any) -> NNModel:
 def sample(params: Any, rng: np.random.Generator, batch: int, split: str = "train") -> nn_data.Instances:
     return nn_data.sample(params.distribution, rng, batch, params.n, dim=params.dim, rho=params.rho,
                           zipf_alpha=params.zipf_alpha, zipf_support=params.zipf_support,
-                          hard_base=params.hard_base, split=split)
+                          hard_base=params.hard_base, split=split, pool=getattr(params, "pool", None))
 
 
 def test_instances(params: Any) -> nn_data.Instances:
@@ -151,7 +151,7 @@ def baseline_curves(params: Any, instances: nn_data.Instances) -> dict[str, dict
                                            zipf_alpha=params.zipf_alpha, seed=params.seed))
         if dist == "uniform1d" and params.extra_space > 0:
             add("bucketing", base.bucketing(instances, params.extra_space, low, high), params.extra_space)
-    elif dist in ("uniform2d", "hard2d"):
+    elif dist in ("uniform2d", "hard2d", "file"):  # a user's points: the k-d tree is the classic peer in any d
         add("kd_tree", base.kd_tree_search(instances, m))
     if dist == "hypersphere":
         for k in range(1, max(1, int(math.log2(params.n))) + 1):

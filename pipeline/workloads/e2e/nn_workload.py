@@ -33,8 +33,14 @@ NATURAL_DIM = {"uniform1d": 1, "zipf1d": 1, "hard1d": 1, "uniform2d": 2, "hard2d
 class NNParams(Params):
     """Settings of one training run (defaults: the paper's 1D uniform setting, §2.2 and A.1)."""
 
-    distribution: Literal["uniform1d", "zipf1d", "hard1d", "uniform2d", "hard2d", "hypersphere", "digits"] = Field(
-        "uniform1d", description="dataset/query distribution (nn_data module docstring)")
+    distribution: Literal["uniform1d", "zipf1d", "hard1d", "uniform2d", "hard2d", "hypersphere", "digits", "file"] = Field(
+        "uniform1d", description="dataset/query distribution (nn_data module docstring); points_file implies file")
+    points_file: str | None = Field(None, description="a user's points (.npy of shape (n, d), or a CSV's numeric columns): "
+                                    "instances draw N of them; replaces the distribution")
+    queries_file: str | None = Field(None, description="with points_file: the query points (same d); None = held-out points")
+    query_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="with points_file and no queries_file: share of the "
+                                  "points held out as queries")
+    points_columns: list[str] | None = Field(None, description="CSV points: the columns to use (None = every numeric one)")
     n: int = Field(100, ge=2, description="dataset size N")
     lookups: int = Field(7, ge=1, description="lookup budget M (number of query models)")
     extra_space: int = Field(0, ge=0, description="extra vectors T the data network may store (§2.5)")
@@ -79,16 +85,29 @@ class NNParams(Params):
     seed: int = Field(0, description="seed of weights, training and test instances")
 
     def point_dim(self) -> int:
+        if self.points_file:
+            return self.pool().dim
         if self.distribution == "hypersphere":
             return self.dim or 30
         return NATURAL_DIM.get(self.distribution, 1)
+
+    def pool(self) -> nn_data.PointPool:
+        """The user's points (cached per process): d must be `dim` when given, else the
+        named distribution's own when it has one (uniform2d: 2), else the file's."""
+        need = self.dim if self.dim is not None else (None if self.distribution == "file" else NATURAL_DIM.get(self.distribution))
+        return nn_data.point_pool(self.points_file, self.queries_file, self.query_fraction,
+                                  tuple(self.points_columns) if self.points_columns else None, need, self.n, self.seed)
 
 
 def validate(params: NNParams) -> None:
     """Cross-field checks, so bad input fails before anything is trained."""
     if params.lookups > params.n + params.extra_space:
         raise ValueError(f"lookups M={params.lookups} exceeds the N+T={params.n + params.extra_space} positions")
-    natural = NATURAL_DIM.get(params.distribution)
+    if params.distribution == "file" and not params.points_file:
+        raise ValueError("distribution 'file' needs params.points_file")
+    if params.points_file:
+        params.pool()  # one line naming the file: missing, NaN / inf, wrong dimension, too few points
+    natural = None if params.points_file else NATURAL_DIM.get(params.distribution)
     if params.dim is not None and natural is not None and params.dim != natural:
         raise ValueError(f"dim={params.dim} does not match distribution {params.distribution!r} (dimension {natural})")
     if params.dim is not None and params.distribution == "digits":
@@ -107,6 +126,9 @@ class _Resolved:
     def __init__(self, params: NNParams):
         self.__dict__.update(params.model_dump())
         self.dim = params.point_dim()
+        self.pool = params.pool() if params.points_file else None
+        if self.pool is not None:
+            self.distribution = "file"
 
 
 def run(params: NNParams, report: Reporter) -> dict[str, float]:
@@ -259,7 +281,7 @@ def baselines(params: NNParams) -> list[dict[str, Any]]:
         for m, value in enumerate(row["curve"], start=1):
             rows.append({"method": name, "accuracy": float(value), "lookups": float(m),
                          "extra_space": float(row["extra_space"])})
-    if params.distribution == "uniform1d" and params.extra_space > 0:
+    if params.distribution == "uniform1d" and params.extra_space > 0 and not params.points_file:
         low, high = nn_data.support("uniform1d")
         for t in [2**k for k in range(1, 8)]:
             acc = base.accuracy_curve(instances, base.bucketing(instances, t, low, high))[-1]

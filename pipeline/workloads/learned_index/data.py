@@ -1,7 +1,7 @@
 """Sorted tables and query sets for learned sorted-table search (seed 001 §3.4).
 
-- SOSD's binary format (an 8-byte little-endian count, then the keys as little-endian
-  uint32 or uint64) and `.npy`, read with the checks a user's own file needs;
+- a user's table: SOSD's binary format (an 8-byte little-endian count, then the keys as
+  little-endian uint32 or uint64), `.npy` or text, read by `pipeline.workloads.data_files`;
 - SOSD-style synthetic tables (uniform dense, uniform sparse, normal, lognormal);
 - tables sized to each memory level (§3.4: L1 3.7K, L2 31.5K, L3 750K, L4 200M keys) and the
   seed's down-sampling of a large table: of 100 uniform samples, the one that passes the
@@ -21,6 +21,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from pipeline.workloads.data_files import sorted_keys
+from pipeline.workloads.data_files import read_sosd, write_sosd  # noqa: F401  (this module's API before data_files)
+
 #: Table sizes per memory level, seed 001 §3.4 (i7-8700: 64KB L1, 256KB L2, 12MB L3, 32GB RAM).
 LEVEL_SIZES: dict[str, int] = {"L1": 3_700, "L2": 31_500, "L3": 750_000, "L4": 200_000_000}
 DISTRIBUTIONS = ("uniform_dense", "uniform_sparse", "normal", "lognormal")
@@ -39,75 +42,15 @@ class Table:
         return int(self.keys.size) * self.key_bytes
 
 
-# ---------------------------------------------------------------- SOSD and .npy files
+# ---------------------------------------------------------------- a user's file
 
 
-def write_sosd(path: str | Path, keys: np.ndarray) -> None:
-    """Write keys in SOSD's format; the width is the dtype's (uint32 or uint64)."""
-    keys = np.asarray(keys)
-    if keys.dtype not in (np.uint32, np.uint64):
-        raise ValueError(f"SOSD keys are uint32 or uint64, got {keys.dtype}")
-    with open(path, "wb") as f:
-        np.array([keys.size], dtype="<u8").tofile(f)
-        keys.astype(keys.dtype.newbyteorder("<"), copy=False).tofile(f)
-
-
-def read_sosd(path: str | Path, width: int | None = None) -> np.ndarray:
-    """Keys of a SOSD file. The width comes from `width`, else from a `uint32`/`uint64` in
-    the file name (SOSD's naming, e.g. `books_200M_uint32`), else from the file size."""
-    path = Path(path)
-    size = path.stat().st_size
-    if size < 8:
-        raise ValueError(f"{path}: not a SOSD file: {size} bytes, shorter than the 8-byte count")
-    count = int(np.fromfile(path, dtype="<u8", count=1)[0])
-    if width is None:
-        width = 4 if "uint32" in path.name else 8 if "uint64" in path.name else None
-    if width is None:
-        width = (size - 8) // count if count and (size - 8) % count == 0 else 0
-    if width not in (4, 8) or size != 8 + count * width:
-        raise ValueError(f"{path}: wrong key width: {size - 8} bytes of keys for a count of "
-                         f"{count}; SOSD keys are 4 or 8 bytes each")
-    return np.fromfile(path, dtype="<u4" if width == 4 else "<u8", offset=8, count=count)
-
-
-def load_keys(path: str | Path) -> Table:
-    """A user's table from a SOSD file or a `.npy`, validated (see `validate_keys`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"keys_file {path}: no such file")
-    if path.suffix == ".npy":
-        try:
-            raw = np.load(path, allow_pickle=False)
-        except Exception as exc:  # a corrupt header is the user's error, not ours
-            raise ValueError(f"{path}: not a readable .npy file ({exc})") from None
-    else:
-        raw = read_sosd(path)
-    keys, key_bytes = validate_keys(raw, str(path))
-    return Table(keys=keys, name=path.stem, key_bytes=key_bytes)
-
-
-def validate_keys(raw: np.ndarray, source: str) -> tuple[np.ndarray, int]:
-    """The keys as uint64 and their width in bytes; ValueError naming `source` for a table
-    that is not one-dimensional, not 32/64-bit integers, has NaN, fewer than two keys or
-    is not sorted. Duplicates are fine: every search returns the lower bound."""
-    raw = np.asarray(raw)
-    if raw.ndim != 1:
-        raise ValueError(f"{source}: keys must be a 1-D array, got shape {raw.shape}")
-    if raw.dtype.kind == "f":
-        if np.isnan(raw).any():
-            raise ValueError(f"{source}: keys contain NaN (at position {int(np.argmax(np.isnan(raw)))})")
-        raise ValueError(f"{source}: keys must be 32- or 64-bit integers, got {raw.dtype}")
-    if raw.dtype.kind not in "iu" or raw.dtype.itemsize not in (4, 8):
-        raise ValueError(f"{source}: wrong key width: keys must be 32- or 64-bit integers, got {raw.dtype}")
-    if raw.size < 2:
-        raise ValueError(f"{source}: a table needs at least 2 keys, got {raw.size}")
-    if raw.dtype.kind == "i" and raw.min() < 0:
-        raise ValueError(f"{source}: keys must be non-negative, got {int(raw.min())}")
-    descents = np.flatnonzero(raw[1:] < raw[:-1])
-    if descents.size:
-        i = int(descents[0])
-        raise ValueError(f"{source}: keys are not sorted: position {i + 1} ({raw[i + 1]}) < position {i} ({raw[i]})")
-    return raw.astype(np.uint64, copy=False), raw.dtype.itemsize
+def load_keys(path: str | Path, width: int | None = None) -> Table:
+    """A user's table (SOSD binary, `.npy` or one integer per line: `data_files.sorted_keys`),
+    checked: integers, non-negative, at least two, sorted. The keys stay memory-mapped
+    where the file allows."""
+    keys = sorted_keys(path, "keys_file", width)
+    return Table(keys=keys.keys, name=keys.name, key_bytes=keys.key_bytes)
 
 
 # ---------------------------------------------------------------- synthetic tables
@@ -222,13 +165,13 @@ def make_queries(keys: np.ndarray, count: int = 1_000_000, seed: int = 0, absent
 
 
 def make_table(dist: str = "lognormal", n: int | None = None, level: str | None = "L2", seed: int = 0,
-               keys_file: str | None = None, l4_size: int | None = None) -> Table:
+               keys_file: str | None = None, l4_size: int | None = None, key_width: int | None = None) -> Table:
     """The table a run searches: the user's `keys_file` if given (down-sampled, §3.4, to n
     keys or the level's size when one is given and smaller than the file), else a synthetic
     `dist` table of n keys (or the level's size)."""
     size = n if n else (level_size(level, l4_size) if level else None)
     if keys_file:
-        table = load_keys(keys_file)
+        table = load_keys(keys_file, key_width)
         if size is None or size >= table.keys.size:
             return table
         sample = downsample(table.keys, size, seed=seed)

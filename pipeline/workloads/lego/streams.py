@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.workloads.sketches import load_stream
+from pipeline.workloads.data_files import stream
 
 
 def zipf_counts(distinct: int, alpha: float, scale: float = 1.0) -> np.ndarray:
@@ -76,10 +76,10 @@ def sample_meta_tasks(rng: np.random.Generator, task_count: int, distinct_range:
                          np.concatenate(query), skews.astype(np.float32), distincts.astype(np.float32))
 
 
-def read_stream_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """A user's stream (a `.npy` of integers, or one item per line), read by
-    `pipeline.workloads.sketches.load_stream`, aggregated to (distinct items, counts):
+def read_stream_file(path: str | Path, column: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A user's stream (one item per line, a `.npy` of integers, or a CSV `column`), read
+    by `pipeline.workloads.data_files.stream`, aggregated to (distinct items, counts):
     Store is additive, so writing each item's total equals writing its arrivals.
     ValueError naming the file if it is missing, unreadable or empty."""
-    items, counts = np.unique(load_stream(path), return_counts=True)
+    items, counts = np.unique(stream(path, "stream_file", column), return_counts=True)
     return items, counts.astype(np.float64)

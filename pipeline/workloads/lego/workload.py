@@ -237,6 +237,7 @@ class LegoEvalParams(Params):
     checkpoint: str = Field("", description="brick.pt saved by the lego workload: a path, or an MLflow artifact "
                             "runs:/<run_id>/brick.pt or mlflow-run:<run name>/brick.pt; '' = an untrained brick")
     stream_file: str = Field("", description="one item per line, or a .npy of integers; '' = Zipf streams")
+    stream_column: str | None = Field(None, description="stream_file is a CSV: the column whose values are the items")
     budgets_kb: list[float] = Field([300, 1200, 2100], description="memory budgets in KB (1024 B), each >= one brick")
     depth: int | None = Field(None, description="expected brick depth (None = accept the checkpoint's)")
     slots: int | None = Field(None, description="expected slots per row (None = accept the checkpoint's)")
@@ -303,14 +304,14 @@ def _validate_eval(params: LegoEvalParams) -> None:
         if params.stream_file:
             from pipeline.workloads.lego.streams import read_stream_file
 
-            read_stream_file(params.stream_file)
+            read_stream_file(params.stream_file, params.stream_column)
         return
     model = _load_for_eval(params)
     _eval_brick_counts(params, model.geometry.brick_bytes)
     if params.stream_file:
         from pipeline.workloads.lego.streams import read_stream_file
 
-        read_stream_file(params.stream_file)
+        read_stream_file(params.stream_file, params.stream_column)
     if "dlego" in params.methods and min(_eval_brick_counts(params, model.geometry.brick_bytes)) < 2:
         raise ValueError("methods: dlego needs budgets of at least two bricks")
 
@@ -322,7 +323,7 @@ def run_eval(params: LegoEvalParams, report: Reporter) -> dict[str, float]:
     brick_counts = _eval_brick_counts(params, model.geometry.brick_bytes)
     streams = None
     if params.stream_file:
-        streams = {Path(params.stream_file).name: read_stream_file(params.stream_file)}
+        streams = {Path(params.stream_file).name: read_stream_file(params.stream_file, params.stream_column)}
     rows = evaluate(model, params.eval_skews, brick_counts, params.eval_distinct, params.methods, seed=params.seed,
                     device=report.device, item_threshold=params.item_threshold, skew_threshold=params.skew_threshold,
                     item_estimate=gate_item_estimate(model, params.item_estimate),

@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from pipeline.workloads.base import Params, Reporter, Workload, finite_metrics
+from pipeline.workloads.data_files import unsorted_array
 from pipeline.workloads.wavelet.btree import StaticBPlusTree
 from pipeline.workloads.wavelet.index import UnsortedIndex, fit_model
 from pipeline.workloads.wavelet.measure import (present_queries, reference_lookup, time_access, time_btree,
@@ -35,6 +36,8 @@ MODELS = ("none", "linear", "cubic", "rmi", "pgm", "radix_spline")
 
 class WaveletParams(Params):
     n: int = Field(1_000_000, ge=1, le=(1 << 32) - 1, description="table size: uniform uint64 keys in random arrival order")
+    array_file: str | None = Field(None, description="a user's unsorted integer keys (.npy, SOSD binary, or one per "
+                                   "line) indexed instead of the uniform table; n is then the file's size")
     queries: int = Field(50_000, ge=1, description="lookups (keys of the table) per timed loop")
     repeats: int = Field(3, ge=1, description="timed runs; medians are reported")
     seed: int = Field(0, description="seed of the table, the queries and the access positions")
@@ -100,25 +103,40 @@ def _model_params(params: WaveletParams) -> dict:
     return {}
 
 
+def _keys(params: WaveletParams) -> np.ndarray:
+    if params.array_file:
+        # positions in the mapping are uint32: at most 2^32 - 1 keys
+        return unsorted_array(params.array_file, "array_file", max_size=(1 << 32) - 1)
+    return uniform_table(params.n, params.seed)
+
+
 def _data(params: WaveletParams):
-    keys = uniform_table(params.n, params.seed)
+    keys = np.ascontiguousarray(_keys(params))
     queries = present_queries(keys, params.queries, params.seed)
     order = np.argsort(keys, kind="stable")
     return keys, queries, order, reference_lookup(keys, order, queries)
 
 
+def _validate(params: WaveletParams) -> None:
+    if params.array_file:
+        keys = _keys(params)  # one line naming the file: missing, empty, wrong SOSD length, not integers
+        if params.depth is not None:
+            check_depth(params.depth, keys.size, params.arity)
+
+
 def run(params: WaveletParams, report: Reporter) -> dict[str, float]:
     keys, queries, order, expected = _data(params)
-    positions = np.random.default_rng(params.seed + 2).integers(0, params.n, params.queries)
+    n = keys.size  # params.n, or the user's array's length
+    positions = np.random.default_rng(params.seed + 2).integers(0, n, params.queries)
     t0 = time.perf_counter()
     tree = WaveletMapping.build(order, arity=params.arity, rank=params.rank, sample_rate=params.sample_rate,
                                 block_lines=params.block_lines, depth=params.depth)
     build_s = time.perf_counter() - t0
     model = fit_model(params.model, keys[order], **_model_params(params))
     index = UnsortedIndex(keys, "wavelet", model, tree=tree)
-    sizes = {"bits_per_element": index.mapping_bits() / params.n, "model_bits_per_element": index.model_bits() / params.n,
-             "total_bits_per_element": (index.mapping_bits() + index.model_bits()) / params.n,
-             "entropy_bits_per_element": entropy_bits_per_element(params.n), "levels": float(tree.levels),
+    sizes = {"bits_per_element": index.mapping_bits() / n, "model_bits_per_element": index.model_bits() / n,
+             "total_bits_per_element": (index.mapping_bits() + index.model_bits()) / n,
+             "entropy_bits_per_element": entropy_bits_per_element(n), "levels": float(tree.levels),
              "depth": float(tree.depth), "build_s": build_s}
     report(sizes, step=0)
 
@@ -135,7 +153,7 @@ def run(params: WaveletParams, report: Reporter) -> dict[str, float]:
         "ns_per_lookup": timing.ns_per_lookup,
         "probes_per_lookup": timing.probes_per_lookup,
         "btree_ns_per_lookup": btree_ns,
-        "btree_bits_per_element": btree.size_bits() / params.n,
+        "btree_bits_per_element": btree.size_bits() / n,
         "permutation_ns_per_lookup": perm_ns,
         # seed 002's constraint: (mapping accesses per lookup) x access cost <= B+-tree cost
         # (with candidates > 1 the probes overlap within a round: the ratio then overstates)
@@ -152,16 +170,17 @@ def baselines(params: WaveletParams) -> list[dict]:
     """Peers on the same table: B+-tree secondary index, permutation array (uint32 and
     bit-packed: the depth-0 tree), sorted copy."""
     keys, queries, order, expected = _data(params)
-    positions = np.random.default_rng(params.seed + 2).integers(0, params.n, params.queries)
+    n = keys.size
+    positions = np.random.default_rng(params.seed + 2).integers(0, n, params.queries)
     model = fit_model(params.model, keys[order], **_model_params(params))
     btree = StaticBPlusTree.build(keys, fanout=params.btree_fanout, leaf_size=params.btree_fanout, order=order)
-    rows = [{"method": f"btree_f{params.btree_fanout}", "bits_per_element": btree.size_bits() / params.n,
+    rows = [{"method": f"btree_f{params.btree_fanout}", "bits_per_element": btree.size_bits() / n,
              "ns_per_lookup": time_btree(btree, queries, expected, params.repeats, params.group), "group": params.group}]
     peers = {"permutation": ("permutation", {}), "sorted_copy": ("sorted_copy", {}),
              "packed_permutation": ("wavelet", {"rank": "full", "depth": 0})}  # the depth-0 tree
     for name, (mapping, options) in peers.items():  # built one at a time: each is a copy of the order or more
         index = UnsortedIndex.build(keys, mapping, model, order=order, **options)
-        row = {"method": f"{name}+{params.model}", "bits_per_element": index.mapping_bits() / params.n,
+        row = {"method": f"{name}+{params.model}", "bits_per_element": index.mapping_bits() / n,
                "ns_per_lookup": time_index(index, queries, expected, params.repeats, params.group,
                                            params.candidates).ns_per_lookup, "group": params.group}
         if name == "permutation":
@@ -182,4 +201,5 @@ WORKLOAD = Workload(
     smoke_params={"n": 20_000, "queries": 2_000, "repeats": 1, "arity": 16, "rank": "sampled", "sample_rate": 256,
                   "model": "linear"},
     baselines=baselines,
+    validate=_validate,
 )
