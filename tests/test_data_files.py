@@ -222,3 +222,28 @@ def test_workload_validators_use_the_loader(tmp_path):
         params = workload.make_params({**workload.smoke_params, **values})
         with pytest.raises(ValueError, match=message):
             workload.validate(params)
+
+
+# ---------------------------------------------------------------- real data shipped in packages
+
+
+def test_real_data_sets_load_through_the_loader(tmp_path):
+    """scripts/real_data.py: at least two real data sets of each kind, from files that
+    installed packages ship (no download), each read back by data_files."""
+    pytest.importorskip("plotly")
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("real_data", ROOT / "scripts" / "real_data.py")
+    real_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real_data)
+    written = real_data.write_all(tmp_path)
+    kinds: dict[str, int] = {}
+    for name, kind in written.items():
+        values = real_data.load(tmp_path / name, kind)
+        assert len(values) >= 100, name
+        kinds[kind.partition(":")[0]] = kinds.get(kind.partition(":")[0], 0) + 1
+    assert all(kinds.get(k, 0) >= 2 for k in ("keys", "stream", "points", "array")), kinds
+    keys = df.sorted_keys(tmp_path / "fonts_codepoints_uint32")
+    assert keys.key_bytes == 4 and int(keys.keys[0]) == 32  # DejaVu maps the space first among code points >= 32
