@@ -132,7 +132,7 @@ def test_workload_report_is_logged_with_the_front(ray_session, tmp_path, monkeyp
     ], monkeypatch)
     assert summary["trials"].get("finished", 0) >= 1
     files = {a.path for a in client.list_artifacts(summary["parent_run_id"], "report")}
-    assert files == {"report/fronts.csv", "report/synoptic.csv"}
+    assert files == {"report/fronts.csv", "report/fronts.png", "report/synoptic.csv"}
     import pandas as pd
 
     table = pd.read_csv(client.download_artifacts(summary["parent_run_id"], "report/synoptic.csv", str(tmp_path)))
