@@ -12,19 +12,19 @@ import importlib
 from pipeline.workloads.base import Workload
 
 _REGISTRY: dict[str, str] = {
-    # issue 2: classic sketches (baselines for seed 000 §3 and seed 003) and the Train smoke test
+    # classic sketches (baselines for seed 000 §3 and seed 003) and the Train smoke test
     "cms": "pipeline.workloads.sketches:WORKLOAD",
     "smoke": "pipeline.workloads.smoke:WORKLOAD",
-    # issue 3: learned sorted-table search (seed 001)
+    # learned sorted-table search (seed 001)
     "learned_index": "pipeline.workloads.learned_index.workload:WORKLOAD",
-    # issue 4: the Lego sketch (seed 003)
+    # the Lego sketch (seed 003)
     "lego": "pipeline.workloads.lego.workload:WORKLOAD",
     "lego_eval": "pipeline.workloads.lego.workload:EVAL_WORKLOAD",
-    # issue 5: end-to-end nearest-neighbour discovery (seed 000 §2)
+    # end-to-end nearest-neighbour discovery (seed 000 §2)
     "e2e_nn": "pipeline.workloads.e2e.nn_workload:WORKLOAD",
-    # issue 6: end-to-end frequency estimation (seed 000 §3)
+    # end-to-end frequency estimation (seed 000 §3)
     "e2e_freq": "pipeline.workloads.e2e.freq_workload:WORKLOAD",
-    # issue 7: learned index over an unsorted array via a wavelet-tree mapping (seed 002)
+    # learned index over an unsorted array via a wavelet-tree mapping (seed 002)
     "wavelet_mapping": "pipeline.workloads.wavelet.workload:WORKLOAD",
     # an analytic two-objective function: trials cost microseconds, so runs measure the pipeline
     "zdt1": "pipeline.workloads.zdt1:WORKLOAD",
