@@ -8,14 +8,14 @@ beside the command that produced them.
 """
 
 BENCHES: dict[str, str] = {
-    "pipeline_overhead": "pipeline.bench.pipeline_overhead",  # issue 2
-    "sketches": "pipeline.bench.sketches",  # issue 2
-    "learned_index": "pipeline.bench.learned_index",  # issue 3
-    "lego": "pipeline.bench.lego",  # issue 4
-    "nn_training": "pipeline.bench.nn_training",  # issue 5
-    "nn_layouts": "pipeline.bench.nn_layouts",  # issue 5
-    "e2e_freq": "pipeline.bench.e2e_freq",  # issue 6
-    "wavelet": "pipeline.bench.wavelet",  # issue 7
-    "scaling": "pipeline.bench.scaling",  # issue 8
+    "pipeline_overhead": "pipeline.bench.pipeline_overhead",
+    "sketches": "pipeline.bench.sketches",
+    "learned_index": "pipeline.bench.learned_index",
+    "lego": "pipeline.bench.lego",
+    "nn_training": "pipeline.bench.nn_training",
+    "nn_layouts": "pipeline.bench.nn_layouts",
+    "e2e_freq": "pipeline.bench.e2e_freq",
+    "wavelet": "pipeline.bench.wavelet",
+    "scaling": "pipeline.bench.scaling",
     "pipeline_scaling": "pipeline.bench.pipeline_scaling",
 }
