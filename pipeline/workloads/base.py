@@ -12,6 +12,16 @@ A workload is science code: numpy, numba or torch. It imports neither Ray nor ML
 
 `report` is a `Reporter`. Under Ray it forwards to Ray Train or Tune; in tests and
 scripts `LocalReporter` just records what it was given.
+
+Data-parallel training (`scaling.num_workers >= 2`): every worker runs the same `run`
+with the same seed. The configured batch is the GLOBAL batch: each worker draws it whole
+(same generator) and trains on its own contiguous `shard` of it, its loss scaled by
+`shard.weight` so that DDP's gradient average equals the gradient of the whole batch's
+mean loss; the learning rate is the configured one. A data-parallel run thus follows the
+local run of the same task, step for step (up to float summation order and any noise a
+model draws from torch's generator per example). Every worker calls `report` at the same
+points (Ray Train's report is collective); only rank 0's values reach Tune, and only
+rank 0 writes files into `artifact_dir`.
 """
 
 from __future__ import annotations
@@ -58,6 +68,79 @@ class Reporter(Protocol):
         """The last state given to `save_checkpoint` by an earlier attempt, or None."""
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This worker's part [start, stop) of a global batch of `total` examples."""
+
+    start: int
+    stop: int
+    total: int
+    world_size: int
+
+    @property
+    def weight(self) -> float:
+        """Multiply this worker's mean loss by it: the average over workers of the scaled
+        losses is then the mean loss over the whole batch, even for unequal shards."""
+        return (self.stop - self.start) * self.world_size / self.total
+
+    def take(self, values):
+        return values[self.start:self.stop]
+
+
+def shard(report: Any, total: int) -> Shard:
+    """The contiguous slice of a global batch of `total` examples this worker trains on
+    (the whole batch in local mode). A batch smaller than the worker count is an error:
+    a worker with nothing to train on would stall DDP's gradient average."""
+    world_size, rank = getattr(report, "world_size", 1), getattr(report, "world_rank", 0)
+    if total < world_size:
+        raise ValueError(f"a global batch of {total} cannot be split over {world_size} workers "
+                         "(scaling.num_workers); raise the batch size or lower num_workers")
+    base, extra = divmod(total, world_size)
+    start = rank * base + min(rank, extra)
+    return Shard(start, start + base + (rank < extra), total, world_size)
+
+
+def mean_over_workers(report: Any, value: float) -> float:
+    """The mean of `value` over the data-parallel workers (itself in local mode): a
+    training loss averaged over the workers' weighted shards is the whole batch's loss.
+    Collective: every worker must call it at the same point."""
+    if getattr(report, "world_size", 1) <= 1:
+        return float(value)
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return float(value)
+    tensor = torch.tensor([float(value)], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.to(getattr(report, "device", "cuda"))
+    dist.all_reduce(tensor)
+    return float(tensor.item()) / dist.get_world_size()
+
+
+def wrap_data_parallel(model: Any, device: str = "cpu") -> Any:
+    """DDP over the default process group when there is one of two or more processes
+    (what Ray Train's prepare_model does; used by LocalReporter in spawned-process tests).
+    Unused parameters are allowed: a workload's loss may skip a module (e.g. the
+    scanner's weights when scanning is ablated)."""
+    model = model.to(device) if hasattr(model, "to") else model
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return model
+    if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() < 2:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device] if str(device).startswith("cuda") else None
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+
+
+def unwrap(model: Any) -> Any:
+    """The module inside a DDP wrapper (the model itself otherwise)."""
+    return getattr(model, "module", model)
+
+
 @dataclass
 class LocalReporter:
     """A Reporter for tests and plain scripts: records every call."""
@@ -76,6 +159,8 @@ class LocalReporter:
         self.history.append(row)
 
     def prepare_model(self, model: Any) -> Any:
+        if self.world_size > 1:  # processes of a torch.distributed group (tests, scripts)
+            return wrap_data_parallel(model, self.device)
         return model.to(self.device) if hasattr(model, "to") else model
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from pipeline.workloads.base import LocalReporter, Params, Reporter, Workload
+from pipeline.workloads.base import LocalReporter, Params, Reporter, Workload, shard, unwrap
 
 
 class SmokeParams(Params):
@@ -18,6 +18,7 @@ class SmokeParams(Params):
     points: int = Field(256, ge=2, description="training points")
     width: int = Field(1, ge=1, description="hidden width (1 = plain linear model); a fake 'space' objective")
     seed: int = Field(0, description="data and init seed")
+    batch_size: int = Field(32, ge=1, description="global mini-batch: split over the Train workers, lr unchanged")
     fail_at_epoch: int = Field(-1, description="raise at this epoch on the first attempt (tests retries); -1 never")
 
 
@@ -32,7 +33,7 @@ def run(params: SmokeParams, report: Reporter) -> dict[str, float]:
     state = report.load_checkpoint()
     start = 0
     if state is not None:
-        model.load_state_dict(state["model"])
+        unwrap(model).load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         start = state["epoch"] + 1
     x, y = x.to(report.device), y.to(report.device)
@@ -40,16 +41,20 @@ def run(params: SmokeParams, report: Reporter) -> dict[str, float]:
     for epoch in range(start, params.epochs):
         if epoch == params.fail_at_epoch and state is None:
             raise RuntimeError(f"injected failure at epoch {epoch}")
-        for batch in range(0, params.points, 32):
+        for batch in range(0, params.points, params.batch_size):
+            xb, yb = x[batch:batch + params.batch_size], y[batch:batch + params.batch_size]
+            part = shard(report, len(xb))  # this worker's slice of the global mini-batch
             optimiser.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(x[batch:batch + 32]), y[batch:batch + 32])
+            loss = torch.nn.functional.mse_loss(model(part.take(xb)), part.take(yb)) * part.weight
             loss.backward()
             optimiser.step()
-        with torch.no_grad():
-            loss = torch.nn.functional.mse_loss(model(x), y)
-        report.save_checkpoint({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch})
+        with torch.no_grad():  # the whole data set: the same on every worker
+            loss = torch.nn.functional.mse_loss(unwrap(model)(x), y)
+        report.save_checkpoint({"model": unwrap(model).state_dict(), "optimiser": optimiser.state_dict(),
+                                "epoch": epoch})
         report({"loss": float(loss), "epoch": float(epoch)}, step=epoch)
-    (report.artifact_dir / "model.txt").write_text(str([p.detach().cpu().tolist() for p in model.parameters()]))
+    if report.world_rank == 0:
+        (report.artifact_dir / "model.txt").write_text(str([p.detach().cpu().tolist() for p in model.parameters()]))
     return {"loss": float(loss), "parameters": float(sum(p.numel() for p in model.parameters()))}
 
 

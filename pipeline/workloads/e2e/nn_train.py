@@ -8,6 +8,11 @@ from `default_rng([seed, i])`, so a resumed run sees the same batches), minimise
 best-so-far rule of §2.2 (it also returns the first lookup's positions and where each
 point was placed, for the reverse-engineering of appendix C.3 in `nn_reverse`).
 `params` is the workload's `NNParams` (any object with its fields works).
+
+Data-parallel (`report` with world_size >= 2, pipeline.workloads.base): `batch_size` is
+the global batch; every worker draws it and trains on its shard through DDP (`prepare`).
+The Gumbel noise of the lookups is drawn per worker, so a data-parallel run is a
+statistically equivalent run, not the local run's exact steps.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from pipeline.workloads.base import mean_over_workers, shard
 from pipeline.workloads.e2e import nn_baselines as base
 from pipeline.workloads.e2e import nn_data
 from pipeline.workloads.e2e.nn_model import NNModel, nn_loss
@@ -162,9 +168,10 @@ def baseline_curves(params: Any, instances: nn_data.Instances) -> dict[str, dict
 def train(params: Any, device: str = "cpu",
           on_eval: Callable[[int, dict[str, Any], dict[str, Any]], bool | None] | None = None,
           prepare: Callable[[Any], Any] = lambda model: model,
-          resume: dict[str, Any] | None = None) -> tuple[NNModel, dict[str, Any]]:
+          resume: dict[str, Any] | None = None, report: Any = None) -> tuple[NNModel, dict[str, Any]]:
     """Train for `params.steps` steps (fewer if `on_eval` returns True). Returns the
-    model and the last evaluation."""
+    model and the last evaluation. `report` (a Reporter) gives this worker's share of
+    each global batch (module docstring); None: the whole batch."""
     torch.manual_seed(params.seed)
     model = prepare(build_model(params).to(device))
     core = getattr(model, "module", model)
@@ -186,9 +193,13 @@ def train(params: Any, device: str = "cpu",
     for step in range(start + 1, params.steps + 1):
         tick = time.perf_counter()
         batch = sample(params, np.random.default_rng([params.seed, step]), params.batch_size)
+        part = shard(report, params.batch_size)  # this worker's instances of the global batch
+        if part.stop - part.start < params.batch_size:
+            batch = nn_data.Instances(*(part.take(a) for a in (batch.data, batch.queries, batch.points,
+                                                               batch.query_points, batch.nn_index)))
         data, queries, nn_index = _tensors(batch, device)
         loss = nn_loss(model(data, queries, training=True), nn_index, params.loss, params.loss_every_lookup,
-                       params.adaptive, params.last_lookup_weight, params.closest_read_loss)
+                       params.adaptive, params.last_lookup_weight, params.closest_read_loss) * part.weight
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if params.grad_clip > 0:
@@ -197,7 +208,7 @@ def train(params: Any, device: str = "cpu",
         step_seconds += time.perf_counter() - tick
         if step % params.eval_every == 0 or step == params.steps:
             last = evaluate(core, params, eval_set, device)
-            last["train_loss"] = float(loss.detach())
+            last["train_loss"] = mean_over_workers(report, float(loss.detach()))  # the global batch's
             last["step"] = step
             last["seconds"] = time.perf_counter() - started
             last["train_seconds"] = step_seconds

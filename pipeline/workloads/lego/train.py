@@ -3,20 +3,26 @@
 Each step draws a batch of synthetic Zipf meta-tasks, stores task t into brick t of a
 fresh memory, queries (a sample of) its items and descends the self-guided weighting loss
 plus the auxiliary reconstruction loss of the scanned skew and distinct-item count.
+
+Data-parallel (a reporter with world_size >= 2, pipeline.workloads.base): `tasks_per_step`
+is the global batch; every worker draws the same meta-tasks and trains on its contiguous
+share of them through DDP, so the run follows the local one. The training state goes to
+`report.save_checkpoint` at every report and a restarted worker resumes from it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from pipeline.workloads.base import LocalReporter, mean_over_workers, shard
 from pipeline.workloads.lego.model import LegoSketch
-from pipeline.workloads.lego.streams import sample_meta_tasks
+from pipeline.workloads.lego.streams import MetaTaskBatch, sample_meta_tasks
 
 
 @dataclass
@@ -102,15 +108,49 @@ def _step_batch(model: LegoSketch, batch, device: str, grad_through_write: bool)
     return out, counts[query], tasks[query]
 
 
+def _shard_batch(batch: MetaTaskBatch, start: int, stop: int) -> MetaTaskBatch:
+    """Meta-tasks [start, stop) of a batch, renumbered from 0 (tasks are concatenated in
+    order, so their items are one contiguous run)."""
+    if start == 0 and stop == len(batch.skew):
+        return batch
+    where = np.flatnonzero((batch.tasks >= start) & (batch.tasks < stop))
+    lo, hi = int(where[0]), int(where[-1]) + 1
+    query = batch.query[(batch.query >= lo) & (batch.query < hi)] - lo
+    return MetaTaskBatch(batch.items[lo:hi], batch.counts[lo:hi], batch.tasks[lo:hi] - start, query,
+                         batch.skew[start:stop], batch.distinct[start:stop])
+
+
+class _TrainStep(nn.Module):
+    """One step's loss as a module's forward, so DDP (which syncs gradients of what runs
+    through `forward`) covers Store, Decode and the loss's learnable weights together."""
+
+    def __init__(self, model: LegoSketch, loss_fn: SelfGuidedLoss, grad_through_write: bool) -> None:
+        super().__init__()
+        self.model, self.loss_fn, self.grad_through_write = model, loss_fn, grad_through_write
+
+    def forward(self, batch: MetaTaskBatch, device: str) -> torch.Tensor:
+        out, truth, tasks = _step_batch(self.model, batch, device, self.grad_through_write)
+        kwargs = {}
+        if self.model.scanner is not None:
+            kwargs = dict(skew_pred=out["skew"], skew_true=torch.from_numpy(batch.skew).to(device),
+                          items_pred=out["items"],
+                          items_true=torch.from_numpy(batch.distinct).to(device) / self.model.item_scale)
+        return self.loss_fn(out["neural"], out["rule"], truth, tasks, len(batch.skew), **kwargs)
+
+
 def train_brick(model: LegoSketch, config: TrainConfig, device: str = "cpu",
                 on_report: Callable[[dict[str, float], int], None] | None = None,
-                loss_fn: SelfGuidedLoss | None = None) -> list[float]:
+                loss_fn: SelfGuidedLoss | None = None, report: Any = None) -> list[float]:
     """Train `model` in place; returns the mean loss of each report window. `on_report`
-    gets {"loss", "val_are_neural", "val_are_rule"} and the step."""
+    gets {"loss", "val_are_neural", "val_are_rule"} and the step. `report` (a Reporter)
+    makes the training data-parallel over its workers and checkpointed (module docstring);
+    None: one process, no checkpoints."""
+    report = report if report is not None else LocalReporter(device=device)
     rng = np.random.default_rng([config.seed, 11])
     torch.manual_seed(config.seed)
     loss_fn = loss_fn or SelfGuidedLoss(config.self_guided, config.aux_weight, config.guide_epsilon)
     loss_fn.to(device)
+    step_module = report.prepare_model(_TrainStep(model, loss_fn, config.grad_through_write))
     # the learnable vector gets its own lr (embedding_lr_ratio); the MS baseline's MLP
     # embedding is a network like the decoder and trains at the main lr
     embed_params = [p for n, p in model.named_parameters() if n == "basis" and p.requires_grad]
@@ -125,17 +165,21 @@ def train_brick(model: LegoSketch, config: TrainConfig, device: str = "cpu",
     val_batch = sample_meta_tasks(np.random.default_rng([config.seed, 12]), config.tasks_per_step,
                                   config.distinct_range, config.skew_range, (1.0, 1.0), config.query_per_task)
     history, window = [], []
+    first = 1
+    state = report.load_checkpoint()
+    if state is not None:  # a restarted worker: go on from the last report
+        model.load_state_dict(state["model"])
+        loss_fn.load_state_dict(state["loss_fn"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = state["rng"]
+        history, first = list(state["history"]), int(state["step"]) + 1
     model.train()
-    for step in range(1, config.steps + 1):
+    for step in range(first, config.steps + 1):
         batch = sample_meta_tasks(rng, config.tasks_per_step, config.distinct_range, config.skew_range,
                                   config.scale_range, config.query_per_task)
-        out, truth, tasks = _step_batch(model, batch, device, config.grad_through_write)
-        kwargs = {}
-        if model.scanner is not None:
-            kwargs = dict(skew_pred=out["skew"], skew_true=torch.from_numpy(batch.skew).to(device),
-                          items_pred=out["items"],
-                          items_true=torch.from_numpy(batch.distinct).to(device) / model.item_scale)
-        loss = loss_fn(out["neural"], out["rule"], truth, tasks, len(batch.skew), **kwargs)
+        part = shard(report, len(batch.skew))  # this worker's meta-tasks of the global batch
+        loss = step_module(_shard_batch(batch, part.start, part.stop), device) * part.weight
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
@@ -144,11 +188,14 @@ def train_brick(model: LegoSketch, config: TrainConfig, device: str = "cpu",
         model.clamp_basis()
         window.append(float(loss.detach()))
         if step % config.report_every == 0 or step == config.steps:
-            mean_loss = float(np.mean(window))
+            mean_loss = mean_over_workers(report, float(np.mean(window)))  # the global batch's loss
             if not math.isfinite(mean_loss):
                 raise FloatingPointError(f"training loss is not finite at step {step}")
             history.append(mean_loss)
             window = []
+            report.save_checkpoint({"model": model.state_dict(), "loss_fn": loss_fn.state_dict(),
+                                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                    "rng": rng.bit_generator.state, "step": step, "history": list(history)})
             if on_report is not None:
                 with torch.no_grad():
                     model.eval()

@@ -154,16 +154,20 @@ def run(params: LegoParams, report: Reporter) -> dict[str, float]:
         torch.set_num_threads(params.threads)
     torch.manual_seed(params.seed)
     device = report.device
-    model = report.prepare_model(_build(params))
-    core = model.module if hasattr(model, "module") else model  # DDP wraps the module
+    core = _build(params).to(device)
     started = time.perf_counter()
+    # data-parallel over the reporter's workers (train_brick wraps its step in DDP)
     history = train_brick(core, params.train_config(), device=device,
-                          on_report=lambda metrics, step: report(metrics, step=step))
+                          on_report=lambda metrics, step: report(metrics, step=step), report=report)
     train_seconds = time.perf_counter() - started
+    if report.world_rank > 0:
+        # rank 0 evaluates the (identical) brick and writes the files; the other workers
+        # make the same number of reports (a collective under Ray Train) and stop
+        report({"train_loss": float(history[-1]), "train_seconds": train_seconds}, step=params.steps + 1)
+        return {"train_loss": float(history[-1])}
     artifacts = Path(report.artifact_dir)
     artifacts.mkdir(parents=True, exist_ok=True)
-    if report.world_rank == 0:
-        save_brick(core, artifacts / "brick.pt", extra={"params": params.model_dump(), "loss": history})
+    save_brick(core, artifacts / "brick.pt", extra={"params": params.model_dump(), "loss": history})
     ms_model = None
     if "ms" in params.methods:  # the meta-sketch-like MANN: same training, MLP embedding
         ms_model = _build(params, embedding="mlp").to(device)
@@ -173,9 +177,8 @@ def run(params: LegoParams, report: Reporter) -> dict[str, float]:
                     device=device, item_threshold=params.item_threshold, skew_threshold=params.skew_threshold,
                     item_estimate=params.item_estimate,
                     heavy_fraction=params.heavy_fraction, ms_model=ms_model)
-    if report.world_rank == 0:
-        write_table(rows, artifacts / "lego_eval.csv")
-        plot_are_vs_bytes(rows, artifacts)
+    write_table(rows, artifacts / "lego_eval.csv")
+    plot_are_vs_bytes(rows, artifacts)
     lego = _summary(rows, params.brick_count, "lego")
     metrics = {"are": lego["are"], "aae": lego["aae"], "bytes": float(params.brick_count * core.geometry.brick_bytes),
                "train_loss": float(history[-1])}
