@@ -25,6 +25,7 @@ import yaml
 
 from pipeline import paths
 from pipeline.config import ResolvedTask
+from pipeline.errors import TaskError
 from pipeline.pareto import default_reference, hypervolume, non_dominated
 from pipeline.workloads import get as get_workload
 
@@ -35,9 +36,12 @@ class NothingToResume(FileNotFoundError):
     """--resume found no unfinished run of the task: reported in one line, exit 2."""
 
 
-def init_ray(printer: Callable[[str], None] = print) -> None:
+def init_ray(printer: Callable[[str], None] = print, min_cpus: float = 0) -> None:
     """Join the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a
-    local Ray sized to this machine with a capped object store."""
+    local Ray sized to this machine with a capped object store. min_cpus: what one trial
+    holds at once (`trial.trial_cpu_demand`); a local Ray gets at least that many logical
+    CPUs, so 2 Train workers of 1 CPU each and their trial's waiting function (2.01 CPUs)
+    start on a 2-core laptop instead of queueing for ever (the cores are shared)."""
     import ray
 
     if ray.is_initialized():
@@ -56,10 +60,29 @@ def init_ray(printer: Callable[[str], None] = print) -> None:
                  log_to_driver=True)
         return
     store_mb = int(os.environ.get("PIPELINE_OBJECT_STORE_MB", "512"))
+    cores = os.cpu_count() or 1
+    num_cpus = max(cores, math.ceil(min_cpus))
+    if num_cpus > cores:
+        printer(f"local Ray: {num_cpus} logical CPUs on {cores} cores, so that one trial's "
+                f"{min_cpus:g} CPUs (scaling) can start")
     # address="local": a new Ray for this run, even if a `ray start` head is up here
-    ray.init(address="local", num_cpus=os.cpu_count(), object_store_memory=store_mb * 1024 * 1024, include_dashboard=False,
+    ray.init(address="local", num_cpus=num_cpus, object_store_memory=store_mb * 1024 * 1024, include_dashboard=False,
              runtime_env={"env_vars": env_vars}, log_to_driver=True, configure_logging=True,
              logging_level="WARNING")
+
+
+def _check_trial_fits(need: float) -> None:
+    """A local Ray that cannot hold one trial would queue it for ever: say so instead. A
+    cluster (RAY_ADDRESS) may autoscale to it, so it is not checked there."""
+    import ray
+
+    if os.environ.get("RAY_ADDRESS"):
+        return
+    have = ray.cluster_resources().get("CPU", 0)
+    if have < need:
+        raise TaskError(f"scaling: one trial needs {need:g} CPUs (num_workers x resources_per_worker.CPU, plus "
+                        f"its function's), this local Ray has {have:g}: lower scaling.num_workers or "
+                        f"scaling.resources_per_worker.CPU")
 
 
 def _optuna_storage(url: str):
@@ -91,7 +114,7 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
 
     from pipeline import tracking
     from pipeline.space import grid_size, make_sampler, to_optuna
-    from pipeline.trial import run_trial, trial_payload
+    from pipeline.trial import run_trial, trial_cpu_demand, trial_payload, trial_resources
 
     task = resolved.task
     workload = get_workload(task.workload)
@@ -101,6 +124,10 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
     experiment_id = tracking.ensure_experiment(client, resolved.experiment, tracking_uri)
     storage = paths.results_dir(tracking_uri)  # a folder, or a URI such as s3://... on a cluster
     store = paths.ResultsStore(storage)
+    # Ray before the parent run: a trial that cannot start writes nothing
+    need = trial_cpu_demand(task.scaling.model_dump())
+    init_ray(printer, min_cpus=need)
+    _check_trial_fits(need)
     store.makedirs()
 
     if resume:
@@ -133,13 +160,9 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
     callback = tracking.MLflowTrials(safe, experiment_id, parent_run_id, workload.metrics, printer, num_samples,
                                      fresh=not resume)
 
-    init_ray(printer)
     payload = trial_payload(resolved, store.join("train"))
     trainable = tune.with_parameters(run_trial, payload=payload)
-    resources = {"cpu": task.scaling.trial_cpus}
-    if task.scaling.use_gpu and task.scaling.num_workers == 0:
-        resources["gpu"] = 1
-    trainable = tune.with_resources(trainable, resources)
+    trainable = tune.with_resources(trainable, trial_resources(task.scaling.model_dump()))
     run_config = tune.RunConfig(
         name=exp_name, storage_path=storage, callbacks=[callback, tracking.NoTensorBoard()], verbose=0,
         failure_config=tune.FailureConfig(max_failures=task.failure.max_retries),

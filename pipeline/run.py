@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     except StoreUnreachable as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except NothingToResume as err:
+    except (NothingToResume, TaskError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     _print_front(summary)

@@ -217,6 +217,12 @@ def trial_resources(scaling: dict[str, Any]) -> dict[str, float]:
     return {"cpu": TRIAL_WAITER_CPUS}
 
 
+def trial_cpu_demand(scaling: dict[str, Any]) -> float:
+    """CPUs one trial holds at once: its function's reservation plus its Train workers'."""
+    workers = scaling["num_workers"] * scaling["resources_per_worker"].get("CPU", 1)
+    return trial_resources(scaling)["cpu"] + workers
+
+
 def _device(payload: dict[str, Any]) -> str:
     if not payload["scaling"]["use_gpu"]:
         return "cpu"

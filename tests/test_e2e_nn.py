@@ -241,11 +241,15 @@ def test_short_training_lowers_the_loss():
 
 @pytest.mark.parametrize("distribution", nn_data.DISTRIBUTIONS)
 def test_every_distribution_samples_valid_instances(distribution):
-    inst = nn_data.sample(distribution, np.random.default_rng(0), 7, 12, dim=5)
+    # "file" draws from a user's points: a pool of 40 random 5D points and 10 queries
+    rng = np.random.default_rng(3)
+    pool = nn_data.PointPool(rng.uniform(-1, 1, (40, 5)), rng.uniform(-1, 1, (5, 5)), rng.uniform(-1, 1, (5, 5)))
+    kwargs = {"dim": 5, "pool": pool if distribution == "file" else None}
+    inst = nn_data.sample(distribution, np.random.default_rng(0), 7, 12, **kwargs)
     assert inst.data.shape[:2] == (7, 12) and inst.data.dtype == np.float32
     assert inst.points.shape[:2] == (7, 12)
     assert np.array_equal(inst.nn_index, inst.distances().argmin(1))
-    again = nn_data.sample(distribution, np.random.default_rng(0), 7, 12, dim=5)
+    again = nn_data.sample(distribution, np.random.default_rng(0), 7, 12, **kwargs)
     assert np.array_equal(inst.data, again.data)
 
 

@@ -368,17 +368,17 @@ def test_cdf_tops_follow_the_rmi_library():
 
 
 def test_rmi_two_phase_search_structure():
-    from pipeline.workloads.learned_index import rmi
+    from pipeline.workloads.learned_index import rmi_search
 
     keys = data.synthetic_keys("lognormal", 4000, seed=1)
-    front = rmi.optimize_rmi(keys, phase1_bits=(6, 9), top_types=("linear", "radix", "cubic"),
-                             leaf_types=("linear", "linear_spline"), bits=[6, 7, 8, 9, 10])
-    tried = rmi.optimize_rmi.last_tried
+    search = rmi_search.optimize_rmi(keys, phase1_bits=(6, 9), top_types=("linear", "radix", "cubic"),
+                                     leaf_types=("linear", "linear_spline"), bits=[6, 7, 8, 9, 10])
+    front, tried = search.front, search.tried
     phase1 = [c for c in tried if c.phase == 1]
     phase2 = [c for c in tried if c.phase == 2]
     assert len(phase1) == 3 * 2 * 2  # every pair at each phase-1 branching factor
     costs = np.array([[c.size_bytes, c.avg_log2_error] for c in phase1])
-    front1_pairs = {(phase1[i].top, phase1[i].leaf) for i in rmi.pareto_indices(costs)}
+    front1_pairs = {(phase1[i].top, phase1[i].leaf) for i in rmi_search.pareto_indices(costs)}
     assert {(c.top, c.leaf) for c in phase2} <= front1_pairs
     assert len(phase2) == len(front1_pairs) * 3  # the other branching factors: 7, 8, 10
     assert 1 <= len(front) <= 10
@@ -409,19 +409,19 @@ def test_sy_rmi_branching_follows_the_space_bound():
 def test_sy_rmi_synopsis_from_fronts():
     """UB is the median of branching / bytes over every returned RMI; the pair is the
     relative majority of the fastest RMI per table (seed §3.2)."""
-    from pipeline.workloads.learned_index import rmi
+    from pipeline.workloads.learned_index import rmi_search
 
     tables = [data.synthetic_keys(d, 3000, seed=1) for d in ("normal", "lognormal")]
-    fronts = [rmi.optimize_rmi(k, phase1_bits=(6,), top_types=("linear",), leaf_types=("linear", "linear_spline"),
-                               bits=[6, 7]) for k in tables]
-    synopsis = rmi.mine_synopsis(tables, query_fraction=0.001, fronts=fronts)
+    fronts = [rmi_search.optimize_rmi(k, phase1_bits=(6,), top_types=("linear",),
+                                      leaf_types=("linear", "linear_spline"), bits=[6, 7]).front for k in tables]
+    synopsis = rmi_search.mine_synopsis(tables, query_fraction=0.001, fronts=fronts)
     ratios = [c.branching / c.size_bytes for front in fronts for c in front]
     assert synopsis.units_per_byte == pytest.approx(float(np.median(ratios)))
     assert synopsis.top == "linear" and synopsis.leaf in ("linear", "linear_spline")
     assert sum(synopsis.votes.values()) == 2
     model = fit_model("sy_rmi", tables[0], space_bound=0.02, synopsis=synopsis)
     assert model.params["branching"] == max(1, int(synopsis.units_per_byte * 0.02 * 3000 * 8))
-    paired = rmi.mine_synopsis(tables, query_fraction=0.001, fronts=fronts, ub="pair")
+    paired = rmi_search.mine_synopsis(tables, query_fraction=0.001, fronts=fronts, ub="pair")
     pair_ratios = [c.branching / c.size_bytes for front in fronts for c in front
                    if (c.top, c.leaf) == (paired.top, paired.leaf)]
     assert paired.units_per_byte == pytest.approx(float(np.median(pair_ratios)))
@@ -430,10 +430,10 @@ def test_sy_rmi_synopsis_from_fronts():
 def test_sy_rmi_tie_break_takes_the_pair_fastest_across_tables(monkeypatch):
     """Two tables, two winners (one vote each): "time" takes the pair whose slowdown over
     the tables is smaller; "first" keeps the first table's winner."""
-    from pipeline.workloads.learned_index import measure, rmi
+    from pipeline.workloads.learned_index import measure, rmi_search
 
     tables = [data.synthetic_keys("normal", 2000, seed=1), data.synthetic_keys("lognormal", 2000, seed=1)]
-    cand = lambda top, bits: rmi.RmiCandidate(top, "linear", 2**bits, 100 * bits, 1.0, 1)  # noqa: E731
+    cand = lambda top, bits: rmi_search.RmiCandidate(top, "linear", 2**bits, 100 * bits, 1.0, 1)  # noqa: E731
     fronts = [[cand("linear", 6), cand("cubic", 7)], [cand("linear", 6), cand("cubic", 7)]]
     # table 0: linear 10 ns, cubic 11 ns; table 1: cubic 10 ns, linear 30 ns
     made = {(0, "linear"): 10.0, (0, "cubic"): 11.0, (1, "linear"): 30.0, (1, "cubic"): 10.0}
@@ -443,10 +443,10 @@ def test_sy_rmi_tie_break_takes_the_pair_fastest_across_tables(monkeypatch):
         return measure.Timing(made[(table_of[id(keys)], model.params["top"])], 0.0, (), 0, 1.0, 0)
 
     monkeypatch.setattr(measure, "time_lookups", fake_time)
-    timed = rmi.mine_synopsis(tables, query_fraction=0.001, fronts=fronts)
+    timed = rmi_search.mine_synopsis(tables, query_fraction=0.001, fronts=fronts)
     assert timed.votes == {"linear/linear": 1, "cubic/linear": 1}
     assert (timed.top, timed.leaf) == ("cubic", "linear")  # slowdowns: cubic 1.05, linear 2.0
-    first = rmi.mine_synopsis(tables, query_fraction=0.001, fronts=fronts, tie_break="first")
+    first = rmi_search.mine_synopsis(tables, query_fraction=0.001, fronts=fronts, tie_break="first")
     assert (first.top, first.leaf) == ("linear", "linear")
     with pytest.raises(ValueError, match="tie_break"):
-        rmi.mine_synopsis(tables, fronts=fronts, tie_break="coin")
+        rmi_search.mine_synopsis(tables, fronts=fronts, tie_break="coin")

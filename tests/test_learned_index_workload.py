@@ -94,7 +94,7 @@ def test_sy_rmi_takes_its_levels_synopsis():
 def test_mined_synopses_print_as_task_yaml():
     import yaml
 
-    from pipeline.workloads.learned_index.rmi import Synopsis
+    from pipeline.workloads.learned_index.rmi_search import Synopsis
 
     text = report.synopses_yaml({"L1": Synopsis(0.0416, "linear_spline", "linear", {"linear_spline/linear": 2}),
                                  "L3": Synopsis(0.0178, "cubic", "cubic", {"cubic/cubic": 1})})

@@ -19,7 +19,7 @@ two lookup loops, and the fastest within each budget is one row per loop:
   queries after its window), narrow windows by counting the keys below the query in the
   one or two cache lines that hold them (`measure.count_below`), wide ones by BFS.
 
-The RMIs are the front of CDFShop's full two-phase search (`rmi.optimize_rmi`, all 9 top x
+The RMIs are the front of CDFShop's full two-phase search (`rmi_search.optimize_rmi`, all 9 top x
 4 leaf types: CDFShop's 8 and our log_radix; `--quick` narrows it), each timed. SY-RMI (seed §3.2) takes its synopsis
 from the CDFShop fronts of the four SOSD-style synthetic tables at --sy-n keys (UB = median
 branching / bytes over all their RMIs, the pair that is fastest on most tables); its rows
@@ -56,7 +56,7 @@ import time
 
 import numpy as np
 
-from pipeline.workloads.learned_index import data, rmi
+from pipeline.workloads.learned_index import data, rmi_search
 from pipeline.workloads.learned_index.measure import (evaluate, expected_checksum, time_lookups, time_predictions,
                                                       time_random_read_floor, time_random_read_latency,
                                                       time_searchsorted)
@@ -81,14 +81,15 @@ ROUTINES = ("bbs", "bfs")  # the plain loop's last mile
 _TIMING_ONLY = ("kind", "params", "routine")  # what a timed configuration keeps to be re-timed; not in the rows
 
 
-def _front(keys: np.ndarray, quick: bool) -> list[rmi.RmiCandidate]:
+def _front(keys: np.ndarray, quick: bool) -> rmi_search.RmiSearch:
     if quick:
-        return rmi.optimize_rmi(keys, phase1_bits=(12, 18), top_types=("linear", "linear_spline", "cubic", "radix"),
-                                leaf_types=("linear", "cubic"))
-    return rmi.optimize_rmi(keys)
+        return rmi_search.optimize_rmi(keys, phase1_bits=(12, 18),
+                                       top_types=("linear", "linear_spline", "cubic", "radix"),
+                                       leaf_types=("linear", "cubic"))
+    return rmi_search.optimize_rmi(keys)
 
 
-def _synopsis(args, keys: np.ndarray, front: list, log) -> rmi.Synopsis:
+def _synopsis(args, keys: np.ndarray, front: list, log) -> rmi_search.Synopsis:
     """SY-RMI's synopsis from the CDFShop fronts of the four synthetic tables at --sy-n
     keys (seed §3.2, §4); the bench's own table and front stand in for its distribution
     when --sy-n is its size. --sy-n 0: this table's front alone."""
@@ -101,8 +102,8 @@ def _synopsis(args, keys: np.ndarray, front: list, log) -> rmi.Synopsis:
             own = args.keys_file is None and dist == args.dist and args.sy_n == keys.size
             table = keys if own else data.synthetic_keys(dist, args.sy_n, args.seed)
             tables.append(table)
-            fronts.append(front if own else _front(table, args.quick))
-    synopsis = rmi.mine_synopsis(tables, seed=args.seed, fronts=fronts, ub=args.sy_ub, tie_break=args.sy_tie_break)
+            fronts.append(front if own else _front(table, args.quick).front)
+    synopsis = rmi_search.mine_synopsis(tables, seed=args.seed, fronts=fronts, ub=args.sy_ub, tie_break=args.sy_tie_break)
     log(f"SY-RMI synopsis from {len(tables)} table(s) of {tables[-1].size} keys: UB {synopsis.units_per_byte:.4f} "
         f"leaves/byte, {synopsis.top}/{synopsis.leaf}, votes {synopsis.votes}, {time.perf_counter() - started:.0f} s")
     return synopsis
@@ -185,7 +186,7 @@ def main(argv: list[str]) -> list[dict]:
     parser.add_argument("--sy-n", type=int, default=data.LEVEL_SIZES["L3"],
                         help="keys of the synthetic tables SY-RMI's synopsis is mined from (0: this table's front)")
     parser.add_argument("--sy-ub", default="all", choices=("all", "pair"),
-                        help="SY-RMI's UB: median over all front RMIs (the seed) or over the winning pair's (rmi.py)")
+                        help="SY-RMI's UB: median over all front RMIs (the seed) or over the winning pair's (rmi_search.py)")
     parser.add_argument("--sy-tie-break", default="time", choices=("time", "first"),
                         help="SY-RMI's pair on a tie of votes: fastest across the tables (ours) or the first table's")
     parser.add_argument("--pygm-queries", type=int, default=200_000, help="lookups timed through PyGM's Python API")
@@ -232,8 +233,9 @@ def main(argv: list[str]) -> list[dict]:
     log("baselines: " + ", ".join(f"{r['method']} {r['ns_per_lookup']:.1f} ns" for r in rows))
 
     started = time.perf_counter()
-    front = _front(keys, args.quick)
-    log(f"RMI optimizer ({'quick' if args.quick else 'full'} two-phase search): {len(rmi.optimize_rmi.last_tried)} "
+    search = _front(keys, args.quick)
+    front = search.front
+    log(f"RMI optimizer ({'quick' if args.quick else 'full'} two-phase search): {len(search.tried)} "
         f"RMIs tried, {len(front)} on its front, {time.perf_counter() - started:.0f} s")
     configs = [(kind, params) for kind, grid in SWEEP.items() for params in grid]
     configs += [("rmi", {"top": c.top, "leaf": c.leaf, "branching": c.branching}) for c in front]

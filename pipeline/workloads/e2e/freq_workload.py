@@ -183,9 +183,6 @@ def run(params: FreqParams, report: Reporter) -> dict[str, float]:
                              positive_values=p.positive_values)
     model = build_model(config, universe=p.universe, images=setting.images,
                         cnn_channels=p.cnn_channels).to(device)
-    # the workload calls model methods (build/read), so the DDP wrapper is not used for
-    # them; prepare_model still moves the module to the trial's device
-    report.prepare_model(model)
     curve: list[dict] = []
 
     def on_eval(step: int, train_loss: float, val_mae: float) -> None:
@@ -196,8 +193,13 @@ def run(params: FreqParams, report: Reporter) -> dict[str, float]:
     result = train(model, setting, steps=p.steps, batch_size=p.batch_size, lr=p.lr,
                    weight_decay=p.weight_decay, loss=p.loss, balance=p.balance,
                    eval_every=min(p.eval_every, p.steps), patience=p.patience,
-                   val_streams=val, seed=p.seed, device=device, on_eval=on_eval)
+                   val_streams=val, seed=p.seed, device=device, on_eval=on_eval, report=report)
     train_seconds = time.perf_counter() - start
+    if report.world_rank > 0:
+        # data-parallel: rank 0 evaluates the (identical) model and writes the files; the
+        # others make the same number of reports (a collective under Ray Train) and stop
+        report({"val_mae": result.best_val_mae}, step=result.best_step)
+        return {"val_mae": result.best_val_mae}
 
     estimates = predict(model, setting, test, seed=p.seed + 2, device=device)
     learned_mae = float(np.abs(estimates - test.counts).mean())

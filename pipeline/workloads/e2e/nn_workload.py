@@ -152,10 +152,16 @@ def run(params: NNParams, report: Reporter) -> dict[str, float]:
         report.save_checkpoint(state)
         return False
 
-    model, _ = nn_train.train(resolved, report.device, on_eval, prepare=report.prepare_model,
-                              resume=report.load_checkpoint())
+    model, last = nn_train.train(resolved, report.device, on_eval, prepare=report.prepare_model,
+                                 resume=report.load_checkpoint(), report=report)
     # wall time goes to the report only: returned metrics must repeat for the same seed
     report({"train_seconds": time.perf_counter() - started}, step=params.steps)
+    if report.world_rank > 0:
+        # data-parallel: rank 0 evaluates the (identical) model and writes the files; the
+        # others make the same number of reports (a collective under Ray Train) and stop
+        row = {"train_loss": float(last["train_loss"])} if "train_loss" in last else {}
+        report(row, step=params.steps)
+        return row
     instances = nn_train.test_instances(resolved)
     evaluation = nn_train.evaluate(model, resolved, instances, report.device)
     baselines = nn_train.baseline_curves(resolved, instances)

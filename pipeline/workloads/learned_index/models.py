@@ -17,7 +17,7 @@ Kinds (seed 001 §3.2; the module of each says more):
 - "linear", "quadratic", "cubic": least-squares regression of position on key (L, Q, C).
 - "ko": k equal segments of the table, each with the best of degree 1 to 3 (KO-BFS/KO-BBS).
 - "rmi": two-level recursive model index with CDFShop's model types (`rmi.py`).
-- "sy_rmi": synoptic RMI with a space bound (`rmi.py`).
+- "sy_rmi": synoptic RMI with a space bound (`rmi_search.py`).
 - "pgm": PGM-index with recursive levels; "pgm_bicriteria": the fastest PGM within a
   space bound (`pgm.py`).
 - "radix_spline": RadixSpline (`radix_spline.py`).
@@ -358,7 +358,7 @@ def fit_ko(keys: np.ndarray, segments: int = 15) -> Model:
 #: kind -> "module:function" for the parametric models, imported on first use.
 _PARAMETRIC = {
     "rmi": "rmi:fit_rmi",
-    "sy_rmi": "rmi:fit_sy_rmi",
+    "sy_rmi": "rmi_search:fit_sy_rmi",
     "pgm": "pgm:fit_pgm",
     "pgm_bicriteria": "pgm:fit_pgm_bicriteria",
     "radix_spline": "radix_spline:fit_radix_spline",

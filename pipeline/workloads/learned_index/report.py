@@ -136,10 +136,10 @@ def mine(level: str, dists: tuple[str, ...] = QUICK_DISTS, seed: int = 0, l4_siz
     """SY-RMI synopsis of a memory level (seed §3.2, §4): CDFShop's full two-phase fronts
     of the level's synthetic tables (one table per dist, at the level's size), UB and the
     relative-majority pair (timed on 1% of 1M queries per table)."""
-    from pipeline.workloads.learned_index import data, rmi
+    from pipeline.workloads.learned_index import data, rmi_search
 
     tables = [data.synthetic_keys(d, data.level_size(level, l4_size), seed) for d in dists]
-    return rmi.mine_synopsis(tables, seed=seed, ub=ub, tie_break=tie_break)
+    return rmi_search.mine_synopsis(tables, seed=seed, ub=ub, tie_break=tie_break)
 
 
 def synopses_yaml(synopses: dict) -> str:
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                       "prints the task file's sy_synopses")
     parser.add_argument("--dists", default=",".join(QUICK_DISTS), help="tables to mine from, comma-separated")
     parser.add_argument("--ub", default="all", choices=("all", "pair"), help="UB over all front RMIs (the seed) "
-                                                                             "or the winning pair's (rmi.py)")
+                                                                             "or the winning pair's (rmi_search.py)")
     parser.add_argument("--tie-break", default="time", choices=("time", "first"),
                         help="a tie of votes: the pair fastest across the tables (ours), or the first table's")
     args = parser.parse_args(argv)

@@ -124,7 +124,7 @@ def tables_for(params: LearnedIndexParams) -> list[tuple[str, str, data.Table, n
 
 def _sy_kwargs(params: LearnedIndexParams, level: str | None) -> dict:
     """SY-RMI's synopsis: the explicit triple, else the level's from `sy_synopses`, else
-    None (then fit_sy_rmi mines it from the one table, see rmi.py)."""
+    None (then fit_sy_rmi mines it from the one table, see rmi_search.py)."""
     p = params
     if p.sy_units_per_byte is not None and p.sy_top is not None and p.sy_leaf is not None:
         return {"units_per_byte": p.sy_units_per_byte, "top": p.sy_top, "leaf": p.sy_leaf}
