@@ -90,7 +90,7 @@ def _optuna_storage(url: str):
     Optuna commits several times per trial: ask, each parameter, tell)."""
     from optuna.storages import RDBStorage
 
-    from pipeline.tracking import sqlite_wal
+    from pipeline.mlflow_store import sqlite_wal
 
     storage = RDBStorage(url)
     if url.startswith("sqlite:"):

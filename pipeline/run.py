@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from pipeline.driver import NothingToResume, execute
-    from pipeline.tracking import StoreUnreachable
+    from pipeline.mlflow_store import StoreUnreachable
 
     try:
         summary = execute(resolved, resume=args.resume)

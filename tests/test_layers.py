@@ -32,8 +32,8 @@ FLOORS: list[tuple[str, ...]] = [
     ("pipeline.space",),
     # 5: task files: load, merge, validate against the workload
     ("pipeline.config",),
-    # 6: MLflow artifacts a trial's params may name
-    ("pipeline.artifacts",),
+    # 6: the MLflow store (no Ray), and the MLflow artifacts a trial's params may name
+    ("pipeline.mlflow_store", "pipeline.artifacts"),
     # 7: one trial under Ray Train / Tune
     ("pipeline.trial",),
     # 8: MLflow logging and the Ray Tune driver

@@ -10,14 +10,14 @@ two lookup loops, and the fastest within each budget is one row per loop:
 
 - `"<class> <=2%"`: the plain loop, one query after the other (BBS or BFS last mile, the
   seed's and SOSD's measurement);
-- `"<class> <=2% batched"`: the staged loop of `measure._lookup_sum_batched`, G queries
+- `"<class> <=2% batched"`: the staged loop of `loops._lookup_sum_batched`, G queries
   interleaved (G in --batches; the row's `batch` says which won), BFS last mile;
 - `"<class> <=2% pipelined"`: the software-pipelined loop of
-  `measure._lookup_sum_pipelined`, windows computed a block of B queries at a time and
+  `loops._lookup_sum_pipelined`, windows computed a block of B queries at a time and
   searched A blocks later (B x A in --pipelines; the row's `batch` and `ahead` say which
-  won; B = 1 is the fused form, `measure._lookup_sum_fused`, each query searched A
+  won; B = 1 is the fused form, `loops._lookup_sum_fused`, each query searched A
   queries after its window), narrow windows by counting the keys below the query in the
-  one or two cache lines that hold them (`measure.count_below`), wide ones by BFS.
+  one or two cache lines that hold them (`loops.count_below`), wide ones by BFS.
 
 The RMIs are the front of CDFShop's full two-phase search (`rmi_search.optimize_rmi`, all 9 top x
 4 leaf types: CDFShop's 8 and our log_radix; `--quick` narrows it), each timed. SY-RMI (seed §3.2) takes its synopsis

@@ -216,7 +216,7 @@ def _run_optuna(n: int, sampler: str, storage: str, folder: Path) -> dict:
     if storage == "sqlite":
         from optuna.storages import RDBStorage
 
-        from pipeline.tracking import sqlite_wal
+        from pipeline.mlflow_store import sqlite_wal
 
         url = RDBStorage(f"sqlite:///{folder / 'optuna.db'}")
         sqlite_wal(url.engine)  # as the pipeline keeps its study

@@ -6,7 +6,9 @@
   compiled with numba; each returns the lower bound, like `numpy.searchsorted(side="left")`.
 - `models`: every model of §3.2 behind one call, `fit_model(kind, keys, **params)`; each model
   has `size_bytes` and `search_bounds(queries) -> (lo, hi)`.
-- `measure`: SOSD-style timing of model + last-mile search in one compiled loop, checked
-  against numpy.
+- `rmi`: two-level RMIs with CDFShop's model types; `rmi_search`: CDFShop's two-phase
+  Pareto search over them and the synoptic SY-RMI; `pgm`, `radix_spline`, `btree`: the peers.
+- `loops`: the compiled lookup loops (plain, staged, pipelined, fused; the read floors);
+  `measure`: the SOSD-style timing harness around them, checked against numpy.
 - `workload`: the pipeline workload `learned_index`.
 """
