@@ -158,7 +158,7 @@ def _params_for(payload: dict[str, Any], config: dict[str, Any]):
 
     workload = get(payload["workload"])
     values = deep_merge(payload["params"], nest(config))
-    # --- artifact params (issue 4): an MLflow artifact URI in params (runs:/<id>/<path>,
+    # --- artifact params: an MLflow artifact URI in params (runs:/<id>/<path>,
     # mlflow-run:<run name>/<path>) becomes a local file before the workload sees it
     from pipeline.artifacts import has_artifact_uri, resolve_params
 
@@ -313,13 +313,13 @@ def trial_payload(resolved, storage_path: str) -> dict[str, Any]:
         "storage_path": storage_path,
         "pid": os.getpid(),
         "test_kill": os.environ.get(KILL_ENV),  # tests only (KILL_ENV)
-        # --- artifact params (issue 4): the store that artifact URIs in params are read from
+        # --- artifact params: the store that artifact URIs in params are read from
         "tracking_uri": task.mlflow.tracking_uri or _default_tracking_uri(),
         # --- end artifact params
     }
 
 
-# --- artifact params (issue 4)
+# --- artifact params
 def _default_tracking_uri() -> str:
     from pipeline import paths
 
