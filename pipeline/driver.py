@@ -124,17 +124,18 @@ def execute(resolved: ResolvedTask, *, resume: bool = False, printer: Callable[[
     experiment_id = tracking.ensure_experiment(client, resolved.experiment, tracking_uri)
     storage = paths.results_dir(tracking_uri)  # a folder, or a URI such as s3://... on a cluster
     store = paths.ResultsStore(storage)
-    # Ray before the parent run: a trial that cannot start writes nothing
-    need = trial_cpu_demand(task.scaling.model_dump())
-    init_ray(printer, min_cpus=need)
-    _check_trial_fits(need)
     store.makedirs()
-
     if resume:
         candidates = [name for name in _experiment_dirs(store, resolved.name)
                       if not json.loads(store.read_text(name, STATE_FILE)).get("complete")]
         if not candidates:
             raise NothingToResume(f"--resume: no unfinished run of {resolved.name} under {storage}")
+    # Ray before any run is written or reopened: a trial that cannot start writes nothing
+    need = trial_cpu_demand(task.scaling.model_dump())
+    init_ray(printer, min_cpus=need)
+    _check_trial_fits(need)
+
+    if resume:
         exp_name = candidates[-1]
         state = json.loads(store.read_text(exp_name, STATE_FILE))
         parent_run_id = state["parent_run_id"]

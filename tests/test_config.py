@@ -297,3 +297,6 @@ def test_resume_with_nothing_to_resume_is_one_line_exit_2(tmp_path, capsys, monk
     assert code == 2
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
         f"error: --resume: no unfinished run of task under {tmp_path / 'results'}"]
+    import ray
+
+    assert not ray.is_initialized()  # found out before Ray starts

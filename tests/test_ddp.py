@@ -151,6 +151,43 @@ def test_data_parallel_shards_cover_the_batch_once():
         shard(Worker(0), 2)
 
 
+# --- a local Ray that holds one trial ----------------------------------------------------
+
+def test_local_ray_gets_the_cpus_one_trial_holds(monkeypatch):
+    import ray
+
+    from pipeline import driver
+    from pipeline.trial import trial_cpu_demand
+
+    scaling = {"num_workers": WORLD_SIZE, "use_gpu": False, "resources_per_worker": {"CPU": 1}, "trial_cpus": 1}
+    need = trial_cpu_demand(scaling)
+    assert need == pytest.approx(WORLD_SIZE + 0.01)
+    calls, lines = [], []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: calls.append(kwargs))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    driver.init_ray(printer=lines.append, min_cpus=need)
+    assert calls[-1]["num_cpus"] == 3 and "3 logical CPUs on 2 cores" in lines[-1]
+    driver.init_ray(printer=lines.append, min_cpus=1.0)
+    assert calls[-1]["num_cpus"] == 2
+
+
+def test_a_local_ray_too_small_for_one_trial_is_one_line(monkeypatch):
+    import ray
+
+    from pipeline import driver
+    from pipeline.errors import TaskError
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    with pytest.raises(TaskError, match=r"one trial needs 2.01 CPUs .* this local Ray has 2: lower scaling"):
+        driver._check_trial_fits(2.01)
+    driver._check_trial_fits(2.0)
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")  # a cluster may autoscale: not checked
+    driver._check_trial_fits(64)
+
+
 # --- through Ray Train: 2 workers, one killed mid-run ---------------------------------------
 
 @pytest.fixture(scope="module")
@@ -159,6 +196,8 @@ def ray_session():
 
     from pipeline.driver import init_ray
 
+    if ray.is_initialized():  # a Ray another test left behind may be too small for this trial
+        ray.shutdown()
     init_ray(printer=lambda _: None, min_cpus=WORLD_SIZE + 0.01)  # what the driver gives this test's trial
     yield
     ray.shutdown()
