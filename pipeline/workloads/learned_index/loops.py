@@ -18,11 +18,9 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
+from pipeline.workloads.intrinsics import LINE, _prefetch_intrinsic, count_below, prefetch  # noqa: F401
 from pipeline.workloads.learned_index.search import bfe, bfs
 
 
@@ -57,31 +55,6 @@ def _lookup_sum(window, state, keys, queries, search, k):
     return total, windows, fallbacks
 
 
-def _prefetch_intrinsic(locality: int, doc: str):
-    @intrinsic
-    def prefetch(typingctx, array, index):
-        def codegen(context, builder, signature, args):
-            data = context.make_array(signature.args[0])(context, builder, args[0]).data
-            byte_pointer = ir.IntType(8).as_pointer()
-            int32 = ir.IntType(32)
-            function = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, int32, int32, int32]),
-                "llvm.prefetch.p0")
-            address = builder.bitcast(builder.gep(data, [args[1]]), byte_pointer)
-            builder.call(function, [address, ir.Constant(int32, 0), ir.Constant(int32, locality),
-                                    ir.Constant(int32, 1)])
-            return context.get_dummy_value()
-
-        return types.void(array, index), codegen
-
-    prefetch.__doc__ = doc
-    return prefetch
-
-
-prefetch = _prefetch_intrinsic(3, """`prefetch(array, i)`: a hint to bring array[i]'s cache line into cache (LLVM's
-    llvm.prefetch: read, high locality: prefetcht0, into L1). It never faults and never
-    waits, so a lookup can start the memory reads of many queries before it needs any of
-    them.""")
 prefetch_l2 = _prefetch_intrinsic(2, """`prefetch_l2(array, i)`: `prefetch` with a lower locality (prefetcht1: into L2, not
     L1). The pipelined lookups keep ~20 lines in flight, about what L1's miss buffers hold;
     filling L2 instead leaves them to the loads, and the count of an L2-resident line is a
@@ -142,38 +115,6 @@ def _lookup_sum_batched(window, state, keys, queries, group):
             fallbacks += moved
             total += position
     return total, windows, fallbacks
-
-
-#: keys per 64-byte cache line: the pipelined lookup counts keys a whole line at a time
-LINE = 8
-
-
-@intrinsic
-def count_below(typingctx, array, start, q):
-    """`count_below(keys, i, q)`: how many of keys[i:i + 8] (uint64) are < q, as one vector
-    load, one unsigned compare and a population count (AVX-512: vpcmpuq, kmov, popcnt;
-    LLVM lowers the same IR to narrower vectors elsewhere). Written as IR because numba
-    leaves the equivalent loop of eight scalar compares unvectorised (measured: ~3x
-    slower per lookup on L2-resident keys). No bounds check: the caller keeps i + 8 <= n.
-    Typed for C-contiguous 1-D uint64 arrays only (the tables' type, `models.KEY`)."""
-    if not (isinstance(array, types.Array) and array.ndim == 1 and array.layout == "C"
-            and array.dtype == types.uint64):
-        return None  # numba reports the call as untyped
-
-    def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        int64 = ir.IntType(64)
-        vector = ir.VectorType(int64, LINE)
-        values = builder.load(builder.bitcast(builder.gep(data, [args[1]]), vector.as_pointer()), align=8)
-        query = builder.insert_element(ir.Constant(vector, ir.Undefined), args[2], ir.Constant(ir.IntType(32), 0))
-        query = builder.shuffle_vector(query, ir.Constant(vector, ir.Undefined),
-                                       ir.Constant(ir.VectorType(ir.IntType(32), LINE), [0] * LINE))
-        bits = builder.bitcast(builder.icmp_unsigned("<", values, query), ir.IntType(LINE))
-        popcount = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.IntType(LINE), [ir.IntType(LINE)]), f"llvm.ctpop.i{LINE}")
-        return builder.zext(builder.call(popcount, [bits]), int64)
-
-    return types.int64(array, types.int64, types.uint64), codegen
 
 
 def line_offset(keys: np.ndarray) -> int:
