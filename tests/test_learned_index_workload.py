@@ -12,7 +12,7 @@ import pytest
 from pipeline.workloads.base import LocalReporter
 from pipeline.workloads.learned_index import data, report
 from pipeline.workloads.learned_index import workload as workload_module
-from pipeline.workloads.learned_index.workload import WORKLOAD, LearnedIndexParams
+from pipeline.workloads.learned_index.workload import WORKLOAD, LearnedIndexParams, tables_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DETERMINISTIC = ("bytes", "space_fraction", "reduction_factor", "reduction_factor_train", "avg_log2_error")
@@ -123,6 +123,19 @@ def test_baselines_rows():
     rows = WORKLOAD.baselines(params)
     assert {r["method"] for r in rows} == {"bbs", "bfs", "kbfs_k6", "bfe", "bfs batched G=64", "numpy.searchsorted"}
     assert all(r["ns_per_lookup"] > 0 for r in rows)
+    # only the Eytzinger search holds space beside the table: its copy of the keys plus an
+    # int64 rank per slot, (n + 1) x (key_bytes + 8) bytes (an L1 table has uint64 keys)
+    by_method = {r["method"]: r for r in rows}
+    table = tables_for(params)[0][2]
+    assert by_method["bfe"]["bytes"] == (table.keys.size + 1) * (table.key_bytes + 8)
+    assert by_method["bfe"]["space_fraction"] == pytest.approx((table.key_bytes + 8) / table.key_bytes, rel=1e-3)
+    assert all(r["bytes"] == 0 and r["space_fraction"] == 0 for m, r in by_method.items() if m != "bfe")
+
+
+def test_eytzinger_trial_reports_the_space_of_its_layout():
+    metrics, _ = _run(model="none", search="bfe", level="L1", queries=3000)
+    assert metrics["space_fraction"] == pytest.approx(2.0, rel=1e-3)  # uint64 keys: copy 8 + rank 8 bytes a key
+    assert _run(model="none", search="bbs", level="L1", queries=3000)[0]["space_fraction"] == 0
 
 
 @pytest.mark.parametrize("task", ["learned_index.yaml", "learned_index_constant_space.yaml"])

@@ -32,7 +32,7 @@ def _eval_params(**overrides):
 
 @pytest.mark.parametrize("bad", [
     {"methods": ["lego", "bloom"]}, {"methods": []}, {"eval_brick_counts": [0, 3]}, {"eval_skews": []},
-    {"distinct_min": 5000, "distinct_max": 100}, {"skew_min": 1.5, "skew_max": 0.5}, {"embedding": "cnn"},
+    {"distinct_min": 5000, "distinct_max": 100}, {"skew_min": 1.5, "skew_max": 0.5},
     {"basis_init": "zeros"}, {"steps": 0}, {"slots": 5}, {"unknown_key": 1}, {"value_floor": 0}, {"value_floor": 1},
     {"item_estimate": "hll"},
 ])

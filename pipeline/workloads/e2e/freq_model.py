@@ -64,8 +64,6 @@ class FreqModelConfig:
     embed_dim: int = 64  # item embedding / CNN feature size
     predictor_hidden: int = 64  # hidden width of the predictor psi
     temperature: float = 2.0  # Gumbel-softmax temperature (A.1: 2)
-    straight_through: bool = False  # hard one-hot forward with soft gradients in training
-    adaptive: bool = True  # query model i sees the earlier lookups and read values
     value_init: float = 1.0  # offset added to the update-value output (CountMin's delta)
     positive_values: bool = False  # softplus on the update values (module docstring)
     logit_gain: float = 1.0  # scale of the initial position logits (see FreqSketch)
@@ -150,7 +148,7 @@ class FreqSketch(nn.Module):
         self.writer = writer if writer is not None else QueryMLP(
             c.embed_dim, c.M * c.k + c.M, hidden=c.hidden, layers=c.layers)
         self.readers = readers if readers is not None else nn.ModuleList(
-            QueryMLP(c.embed_dim + (i * (c.k + 1) if c.adaptive else 0), c.k,
+            QueryMLP(c.embed_dim + i * (c.k + 1), c.k,
                      hidden=c.hidden, layers=c.layers) for i in range(c.M))
         self.predictor = predictor if predictor is not None else Predictor(
             c.M, c.predictor_hidden, bias=c.predictor_bias, unit=c.predictor_unit)
@@ -185,8 +183,7 @@ class FreqSketch(nn.Module):
             # softplus shifted so that an untrained writer still stores ~value_init
             shift = float(np.log(np.expm1(c.value_init))) if c.value_init > 0 else 0.0
             values = F.softplus(values - c.value_init + shift)
-        positions = one_hot_lookup(logits, c.temperature, hard=c.straight_through,
-                                   training=self.training)
+        positions = one_hot_lookup(logits, c.temperature, training=self.training)
         return positions, values
 
     def build(self, items: torch.Tensor) -> torch.Tensor:
@@ -212,9 +209,8 @@ class FreqSketch(nn.Module):
         history: list[torch.Tensor] = []
         lookups, reads = [], []
         for reader in self.readers:  # M sequential lookups (M <= 4 in the seed)
-            inputs = torch.cat([feats, *history], dim=-1) if c.adaptive else feats
-            lookup = one_hot_lookup(reader(inputs), c.temperature, hard=c.straight_through,
-                                    training=self.training)
+            inputs = torch.cat([feats, *history], dim=-1)
+            lookup = one_hot_lookup(reader(inputs), c.temperature, training=self.training)
             value = (lookup * mem).sum(-1, keepdim=True)
             history += [lookup, value]
             lookups.append(lookup)
@@ -256,7 +252,7 @@ def hashing_model(universe: int, k: int, M: int = 1, delta: float = 1.0,
     predictor returns `predictor_scale` x the mean read value. With k >= universe and
     M = 1 every item has its own counter, so answers are exact counts times delta. For
     tests of the memory arithmetic, the budgets and the delta read-out."""
-    config = FreqModelConfig(k=k, M=M, embed_dim=universe, adaptive=True, value_init=0.0,
+    config = FreqModelConfig(k=k, M=M, embed_dim=universe, value_init=0.0,
                              temperature=2.0)
     encoder = IdEncoder(universe, universe)
     ids = torch.arange(universe)

@@ -2,7 +2,7 @@
 
 Each training example is a fresh stream of `length` items and `queries` query items
 drawn from the same distribution; the loss is the absolute error between the model's
-estimate and the true count (the seed's metric; "mse" and "huber" are options). Adam with
+estimate and the true count (the seed's metric; "mse" is an option, seed footnote 4). Adam with
 weight decay 1e-3 as in appendix A.1/A.2; early stopping keeps the weights with the best
 MAE on a fixed validation set of streams. Evaluation uses hard one-hot updates and
 lookups, so the model then writes at most M counters per item and reads M per query.
@@ -75,7 +75,7 @@ class FreqSetting:
 
 
 def loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    return {"l1": F.l1_loss, "mse": F.mse_loss, "huber": F.smooth_l1_loss}[name]
+    return {"l1": F.l1_loss, "mse": F.mse_loss}[name]
 
 
 @torch.no_grad()

@@ -57,9 +57,6 @@ class FreqParams(Params):
     predictor_hidden: int = Field(64, ge=1, description="hidden width of the predictor psi (not stated)")
     cnn_channels: int = Field(16, ge=1, description="channels of the image feature CNN (not stated)")
     temperature: float = Field(2.0, gt=0, description="Gumbel-softmax temperature in training (A.1: 2)")
-    straight_through: bool = Field(False, description="hard one-hot forward, soft gradients, in training")
-    adaptive: bool = Field(True, description="query model i sees earlier lookups and read values (as in §2.1)")
-    value_init: float = Field(1.0, description="offset of the update-value output: untrained writes add ~this")
     logit_gain: float = Field(5.0, gt=0, description="scale of the initial position logits (1: PyTorch default)")
     predictor_bias: bool = Field(False, description="biases in the predictor psi; false: psi(c r) = c psi(r), so the model can only undercount collisions by a smaller delta (freq_model docstring)")
     positive_values: bool = Field(True, description="softplus on the update values: every arrival adds to its counters, as in CountMin (false: free sign)")
@@ -67,7 +64,8 @@ class FreqParams(Params):
     balance: float = Field(0.3, ge=0, description="weight of the load-balancing loss on write/read positions (0: seed's loss)")
     lr: float = Field(1e-4, gt=0, description="Adam learning rate (A.2 grid: 1e-4, 5e-5, 1e-5)")
     weight_decay: float = Field(1e-3, ge=0, description="Adam weight decay (A.1: 1e-3)")
-    loss: Literal["l1", "mse", "huber"] = Field("l1", description="training loss; l1 matches the MAE metric")
+    loss: Literal["l1", "mse"] = Field("l1", description="training loss; l1 matches the MAE metric "
+                                       "(seed footnote 4: squared error works as well)")
     steps: int = Field(200_000, ge=1, description="gradient steps (A.2: 200k with early stopping)")
     batch_size: int = Field(1024, ge=1, description="streams per step (A.1: 1024)")
     eval_every: int = Field(1000, ge=1, description="steps between validation MAE measurements")
@@ -177,9 +175,8 @@ def run(params: FreqParams, report: Reporter) -> dict[str, float]:
     val, test = _eval_streams(p, setting)
     config = FreqModelConfig(k=p.k, M=p.M, hidden=p.hidden, layers=p.layers, embed_dim=p.embed_dim,
                              predictor_hidden=p.predictor_hidden, temperature=p.temperature,
-                             straight_through=p.straight_through, adaptive=p.adaptive,
-                             value_init=p.value_init, logit_gain=p.logit_gain,
-                             predictor_bias=p.predictor_bias, predictor_unit=p.predictor_unit,
+                             logit_gain=p.logit_gain, predictor_bias=p.predictor_bias,
+                             predictor_unit=p.predictor_unit,
                              positive_values=p.positive_values)
     model = build_model(config, universe=p.universe, images=setting.images,
                         cnn_channels=p.cnn_channels).to(device)

@@ -34,10 +34,9 @@ class QueryMLP(nn.Module):
         return self.net(x)
 
 
-def one_hot_lookup(logits: torch.Tensor, temperature: float = 2.0, hard: bool | None = None,
-                   training: bool = True) -> torch.Tensor:
-    """Weights over the last axis: soft Gumbel-softmax samples in training (straight-through
-    one-hot when `hard`), an exact one-hot argmax at inference."""
+def one_hot_lookup(logits: torch.Tensor, temperature: float = 2.0, training: bool = True) -> torch.Tensor:
+    """Weights over the last axis: soft Gumbel-softmax samples in training, an exact one-hot
+    argmax at inference."""
     if not training:
         return F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)
-    return F.gumbel_softmax(logits, tau=temperature, hard=bool(hard), dim=-1)
+    return F.gumbel_softmax(logits, tau=temperature, hard=False, dim=-1)

@@ -2,9 +2,9 @@
 
 data-processing network: a NanoGPT-style transformer (no causal mask: the input is a
 set) reads the N points and emits one rank score per point; a differentiable sort
-(NeuralSort, Grover et al. 2019, or SoftSort, Prillo & Eisenschlos 2020, written here in
-a few lines because no maintained package ships them for torch) turns the scores into a
-soft permutation P, and D_hat = [P @ D, b_1..b_T]. The T extra vectors come from T
+(NeuralSort, Grover et al. 2019, which the seed cites; written here in a few lines
+because no maintained package ships it for torch) turns the scores into a soft
+permutation P, and D_hat = [P @ D, b_1..b_T]. The T extra vectors come from T
 learned "extra" tokens appended to the sequence (appendix C.5: "unrestricted" emits a
 d-vector, "coefficients" emits N weights over the permuted data). "copy" (ours, not in
 the paper) is coefficients restricted to one-hot: each extra token points at one data
@@ -33,7 +33,9 @@ from torch.nn import functional as F
 
 from pipeline.workloads.e2e.lookup import QueryMLP, one_hot_lookup
 
-SORTS = ("neuralsort", "softsort")
+#: NeuralSort's temperature: the seed does not state it; 1 is assumed (0.3, 3 and 10 were
+#: tried and moved 30D accuracy by at most a point: docs/benchmarks.md, "30D")
+SORT_TEMPERATURE = 1.0
 EXTRA_MODES = ("unrestricted", "coefficients", "copy")
 
 
@@ -46,12 +48,6 @@ def neural_sort(scores: torch.Tensor, temperature: float) -> torch.Tensor:
     pairwise = (s - s.transpose(1, 2)).abs().sum(dim=2, keepdim=True).transpose(1, 2)  # [B, 1, N]
     scale = (n + 1 - 2 * torch.arange(1, n + 1, device=s.device, dtype=s.dtype)).view(1, n, 1)
     return F.softmax((scale * s.transpose(1, 2) - pairwise) / temperature, dim=-1)
-
-
-def soft_sort(scores: torch.Tensor, temperature: float) -> torch.Tensor:
-    """SoftSort relaxation: P[b, i, j] = softmax_j(-|sorted(s)_i - s_j| / tau), ascending."""
-    ordered = scores.sort(dim=-1).values
-    return F.softmax(-(ordered.unsqueeze(-1) - scores.unsqueeze(-2)).abs() / temperature, dim=-1)
 
 
 def hard_permutation(scores: torch.Tensor) -> torch.Tensor:
@@ -134,21 +130,15 @@ class NNModel(nn.Module):
 
     def __init__(self, *, n: int, lookups: int, point_dim: int, extra: int = 0,
                  extra_mode: str = "unrestricted", width: int = 64, layers: int = 8, heads: int = 8,
-                 query_hidden: int = 1024, query_layers: int = 3, sort: str = "neuralsort",
-                 sort_temperature: float = 1.0, lookup_temperature: float = 2.0,
+                 query_hidden: int = 1024, query_layers: int = 3, lookup_temperature: float = 2.0,
                  permute: bool = True, adaptive: bool = True, shared_query: bool = False,
-                 image_features: int = 0, straight_through: bool = False,
-                 sort_straight_through: bool = False):
+                 image_features: int = 0):
         super().__init__()
-        if sort not in SORTS:
-            raise ValueError(f"unknown sort {sort!r}; valid: {', '.join(SORTS)}")
         if extra_mode not in EXTRA_MODES:
             raise ValueError(f"unknown extra_mode {extra_mode!r}; valid: {', '.join(EXTRA_MODES)}")
         self.n, self.lookups, self.extra = n, lookups, extra
-        self.sort, self.sort_temperature = sort, sort_temperature
         self.lookup_temperature = lookup_temperature
         self.permute, self.adaptive, self.shared_query = permute, adaptive, shared_query
-        self.straight_through, self.sort_straight_through = straight_through, sort_straight_through
         self.features = DigitFeatures(image_features) if image_features else None
         dim = image_features or point_dim
         self.dim = dim
@@ -177,17 +167,8 @@ class NNModel(nn.Module):
             perm = torch.eye(n, device=points.device, dtype=points.dtype).expand(b, n, n)
             laid_out = transformed
         else:
-            if training:
-                relax = neural_sort if self.sort == "neuralsort" else soft_sort
-                perm = relax(scores, self.sort_temperature)
-                # straight-through (NeuralSort, Grover et al. 2019, §4 "deterministic
-                # straight-through"): the points are laid out by the exact permutation,
-                # as at inference, with the relaxation's gradient; the loss still reads
-                # the relaxed position of y from `perm`
-                placing = _straight_through(perm, hard_permutation(scores)) if self.sort_straight_through else perm
-            else:
-                perm = placing = hard_permutation(scores)
-            laid_out = placing @ points
+            perm = neural_sort(scores, SORT_TEMPERATURE) if training else hard_permutation(scores)
+            laid_out = perm @ points
         if self.extra and self.data_net.extra_mode == "copy":
             pointer = one_hot_lookup(extra_out, self.lookup_temperature, training=training)  # [B, T, N]
             laid_out = torch.cat([laid_out, pointer @ points], dim=1)
@@ -218,31 +199,20 @@ class NNModel(nn.Module):
             model = self.query_models[0 if self.shared_query else step]
             logits = model(self.query_input(step, query, history))
             weights = one_hot_lookup(logits, self.lookup_temperature, training=training)
-            # straight-through lookups (ours, an option): each query model reads one
-            # exact slot in training as at inference, so the history it passes on is
-            # a real point, not a blend; the gradient and the loss use the soft weights
-            read = (_straight_through(weights, F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights.dtype))
-                    if training and self.straight_through else weights)
-            value = (read.unsqueeze(1) @ laid_out).squeeze(1)
+            value = (weights.unsqueeze(1) @ laid_out).squeeze(1)
             lookups.append(weights)
             values.append(value)
-            history += [read, value]
+            history += [weights, value]
         return {"lookups": torch.stack(lookups, 1), "values": torch.stack(values, 1), "structure": laid_out,
                 "perm": perm, "scores": scores, "points": points, "query": query}
 
 
-def _straight_through(soft: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
-    """`hard` in the forward pass, the gradient of `soft` in the backward pass."""
-    return hard + soft - soft.detach()
-
-
 def nn_loss(out: dict[str, torch.Tensor], nn_index: torch.Tensor, loss: str, every_lookup: bool,
-            adaptive: bool, last_weight: float = 1.0, closest_read: bool = False) -> torch.Tensor:
+            adaptive: bool, closest_read: bool = False) -> torch.Tensor:
     """§2.1: squared error between y and y_hat = m_M^T D_hat, or cross-entropy of the
     position that holds y (probability mass the lookup puts on y's soft position).
     `every_lookup` averages the loss over all M lookups instead of only the last
-    (an option of ours, off in the paper profiles), the last lookup weighted `last_weight`
-    times an earlier one. Without adaptivity the answer is the lookup whose value is
+    (an option of ours, off in the paper profiles). Without adaptivity the answer is the lookup whose value is
     closest to q (§2.1), chosen without gradient; `closest_read` (ours) trains an adaptive
     model on that answer too, the one the best-so-far rule of §2.2 scores."""
     values, lookups = out["values"], out["lookups"]  # [B, M, d], [B, M, N+T]
@@ -263,7 +233,7 @@ def nn_loss(out: dict[str, torch.Tensor], nn_index: torch.Tensor, loss: str, eve
             # cross-entropy (it must read y itself)
             data_mass = lookups[:, :-1, :n].sum(-1)
             earlier = -torch.log((hit[:, :-1] / data_mass.clamp_min(1e-9)).clamp_min(1e-9)) * data_mass.detach()
-            return _weighted_mean(torch.cat([earlier, -torch.log(hit[:, -1:].clamp_min(1e-9))], dim=1), last_weight)
+            return _lookup_mean(torch.cat([earlier, -torch.log(hit[:, -1:].clamp_min(1e-9))], dim=1))
         per_lookup = -torch.log(hit.clamp_min(1e-9))
     if not adaptive or closest_read:
         # the non-adaptive models answer together (the read closest to q), so they are
@@ -273,17 +243,14 @@ def nn_loss(out: dict[str, torch.Tensor], nn_index: torch.Tensor, loss: str, eve
         chosen = ((values - out["query"].unsqueeze(1)) ** 2).sum(-1).detach().argmin(1)
         return per_lookup[rows, chosen].mean()
     if every_lookup:
-        return _weighted_mean(per_lookup, last_weight)
+        return _lookup_mean(per_lookup)
     return per_lookup[:, -1].mean()
 
 
-def _weighted_mean(per_lookup: torch.Tensor, last_weight: float) -> torch.Tensor:
-    """Mean over [B, M] with the last lookup weighted `last_weight` (1: a plain mean). An
-    earlier lookup's own cross-entropy does not reward being informative (on the hard
-    distribution every position is about as likely to hold y); the last lookup's does."""
-    weights = torch.ones(per_lookup.shape[1], device=per_lookup.device, dtype=per_lookup.dtype)
-    weights[-1] = last_weight
-    return (per_lookup * weights).sum(1).mean() / weights.sum()
+def _lookup_mean(per_lookup: torch.Tensor) -> torch.Tensor:
+    """Mean over [B, M]: the sum over lookups, averaged over the batch, over M (this order of
+    summation, so that runs repeat the recorded figures bit for bit)."""
+    return per_lookup.sum(1).mean() / per_lookup.shape[1]
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -41,11 +41,9 @@ def build_model(params: Any) -> NNModel:
     return NNModel(
         n=params.n, lookups=params.lookups, point_dim=point_dim(params) or 1, extra=params.extra_space,
         extra_mode=params.extra_mode, width=params.width, layers=params.layers, heads=params.heads,
-        query_hidden=params.query_hidden, query_layers=params.query_layers, sort=params.sort,
-        sort_temperature=params.sort_temperature, lookup_temperature=params.lookup_temperature,
-        permute=params.permute, adaptive=params.adaptive, shared_query=params.shared_query,
-        image_features=image_features, straight_through=params.straight_through,
-        sort_straight_through=params.sort_straight_through)
+        query_hidden=params.query_hidden, query_layers=params.query_layers,
+        lookup_temperature=params.lookup_temperature, permute=params.permute, adaptive=params.adaptive,
+        shared_query=params.shared_query, image_features=image_features)
 
 
 def sample(params: Any, rng: np.random.Generator, batch: int, split: str = "train") -> nn_data.Instances:
@@ -103,7 +101,7 @@ def evaluate(model: NNModel, params: Any, instances: nn_data.Instances, device: 
         data, queries, nn_index = _tensors(part, device)
         out = model(data, queries, training=False)
         losses.append(float(nn_loss(out, nn_index, params.loss, params.loss_every_lookup, params.adaptive,
-                        params.last_lookup_weight, params.closest_read_loss)))
+                                    closest_read=params.closest_read_loss)))
         retrieved.append(retrieved_indices(out, params.n, params.permute))
         first_positions.append(out["lookups"][:, 0].argmax(-1).cpu().numpy())
         rows = torch.arange(len(nn_index), device=device)
@@ -199,7 +197,7 @@ def train(params: Any, device: str = "cpu",
                                                                batch.query_points, batch.nn_index)))
         data, queries, nn_index = _tensors(batch, device)
         loss = nn_loss(model(data, queries, training=True), nn_index, params.loss, params.loss_every_lookup,
-                       params.adaptive, params.last_lookup_weight, params.closest_read_loss) * part.weight
+                       params.adaptive, closest_read=params.closest_read_loss) * part.weight
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if params.grad_clip > 0:

@@ -34,7 +34,7 @@ from pipeline.workloads.learned_index.loops import (  # noqa: F401  (count_below
     LINE, _bfe_sum, _block_windows_sum, _chase_sum, _gather_sum, _gather_sum_scalar, _lookup_sum, _lookup_sum_batched,
     _lookup_sum_fused, _lookup_sum_pipelined, _windows_sum, count_below, line_offset)
 from pipeline.workloads.learned_index.models import KEY, Model
-from pipeline.workloads.learned_index.search import WINDOWED, bfs, eytzinger_layout
+from pipeline.workloads.learned_index.search import WINDOWED, bfs, eytzinger_layout, search_bytes
 
 
 @dataclass(frozen=True)
@@ -177,11 +177,12 @@ def evaluate(keys: np.ndarray, queries: np.ndarray, model: Model, search: str = 
     timing = time_lookups(keys, queries, model, search, k, repeats, expected, batch, ahead)
     n = keys.size
     mean_window = timing.mean_window
+    size = model.size_bytes + search_bytes(search, n, key_bytes)  # bfe: its own layout
     return {
         "ns_per_lookup": timing.ns_per_lookup,
         "wall_ns_per_lookup": timing.wall_ns_per_lookup,
-        "bytes": float(model.size_bytes),
-        "space_fraction": model.size_bytes / (n * key_bytes),
+        "bytes": float(size),
+        "space_fraction": size / (n * key_bytes),
         "reduction_factor": 100.0 * (1.0 - mean_window / n),
         "reduction_factor_train": 100.0 * (1.0 - model.train_window / n),
         "mean_window": float(mean_window),

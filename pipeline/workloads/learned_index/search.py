@@ -226,6 +226,13 @@ def eytzinger_layout(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return eytzinger, rank
 
 
+def search_bytes(search: str, n: int, key_bytes: int) -> int:
+    """Bytes a routine holds beside the sorted table: 0 for the windowed routines; for
+    "bfe" what `eytzinger_layout` builds, a second copy of the keys in Eytzinger order
+    and an int64 sorted rank per slot ((n + 1) x (key_bytes + 8): 3x a uint32 table)."""
+    return (n + 1) * (key_bytes + 8) if search == "bfe" else 0
+
+
 @njit(cache=True)
 def bfe(eytzinger, rank, q):
     """Branch-free search of the Eytzinger layout (Khuong & Morin, Listing 4): descend

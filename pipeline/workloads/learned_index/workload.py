@@ -28,7 +28,7 @@ from pipeline.workloads.learned_index import data
 from pipeline.workloads.learned_index.measure import evaluate, expected_checksum, time_lookups, time_searchsorted
 from pipeline.workloads.learned_index.models import KINDS, Model, fit_model
 from pipeline.workloads.learned_index.rmi import LEAF_TYPES, TOP_TYPES
-from pipeline.workloads.learned_index.search import ROUTINES
+from pipeline.workloads.learned_index.search import ROUTINES, search_bytes
 
 Level = Literal["L1", "L2", "L3", "L4"]
 Dist = Literal["uniform_dense", "uniform_sparse", "normal", "lognormal"]
@@ -61,12 +61,9 @@ class LearnedIndexParams(Params):
     pgm_epsilon_recursive: int = Field(4, ge=1, description="PGM error of the recursive levels")
     pgm_a: float = Field(2.0, gt=0, description="bi-criteria PGM: eps_min = a * 64 / 8 (seed: a in 0.5..2)")
     space_bound: float = Field(0.02, gt=0, le=1, description="sy_rmi / pgm_bicriteria: model bytes <= this x table bytes")
-    sy_units_per_byte: float | None = Field(None, gt=0, description="SY-RMI UB (leaves per byte); None: mine this table")
-    sy_top: Literal[TOP_TYPES] | None = Field(None, description="SY-RMI top type; None: mine this table")
-    sy_leaf: Literal[LEAF_TYPES] | None = Field(None, description="SY-RMI leaf type; None: mine this table")
     sy_synopses: dict[Level, SynopsisSpec] = Field(
-        default_factory=dict, description="SY-RMI synopsis per memory level (report --mine); sy_units_per_byte/"
-                                          "sy_top/sy_leaf, when all given, override it")
+        default_factory=dict, description="SY-RMI synopsis per memory level (report --mine); a level "
+                                          "without one mines it from the table")
     rs_epsilon: int = Field(32, ge=1, description="RadixSpline spline error")
     rs_radix_bits: int = Field(18, ge=1, le=30, description="RadixSpline radix table bits")
     btree_fanout: int = Field(16, ge=2, description="static B+-tree keys per node")
@@ -77,9 +74,7 @@ class LearnedIndexParams(Params):
     l4_size: int = Field(10_000_000, ge=2, description="keys of an L4 table (the seed's 200M in the paper profile)")
     keys_file: str | None = Field(None, description="a user's sorted keys (SOSD binary or .npy); replaces dist")
     queries: int = Field(1_000_000, ge=1, description="lookups per table, uniform with replacement (seed: 1M)")
-    absent_fraction: float = Field(0.0, ge=0, le=1, description="share of queries drawn from the key range, mostly absent")
     repeats: int = Field(3, ge=1, description="timed passes over the queries; the median is reported")
-    time_baseline: bool = Field(True, description="also time BBS without a model on each table (speedup_vs_bbs)")
     seed: int = Field(0, description="table, query and sampling seed")
 
     @field_validator("dist", "level")
@@ -101,9 +96,9 @@ def _table(dist: str, level: str | None, n: int | None, l4_size: int, keys_file:
 
 @functools.lru_cache(maxsize=16)
 def _queries(dist: str, level: str | None, n: int | None, l4_size: int, keys_file: str | None, seed: int,
-             count: int, absent_fraction: float) -> np.ndarray:
+             count: int) -> np.ndarray:
     table = _table(dist, level, n, l4_size, keys_file, seed)
-    return data.make_queries(table.keys, count, seed + 1, absent_fraction)
+    return data.make_queries(table.keys, count, seed + 1)
 
 
 def tables_for(params: LearnedIndexParams) -> list[tuple[str, str, data.Table, np.ndarray]]:
@@ -118,20 +113,17 @@ def tables_for(params: LearnedIndexParams) -> list[tuple[str, str, data.Table, n
     out = []
     for level, dist, (table_dist, table_level) in specs:
         args = (table_dist, table_level, params.n, params.l4_size, params.keys_file, params.seed)
-        out.append((level, dist, _table(*args), _queries(*args, params.queries, params.absent_fraction)))
+        out.append((level, dist, _table(*args), _queries(*args, params.queries)))
     return out
 
 
 def _sy_kwargs(params: LearnedIndexParams, level: str | None) -> dict:
-    """SY-RMI's synopsis: the explicit triple, else the level's from `sy_synopses`, else
-    None (then fit_sy_rmi mines it from the one table, see rmi_search.py)."""
-    p = params
-    if p.sy_units_per_byte is not None and p.sy_top is not None and p.sy_leaf is not None:
-        return {"units_per_byte": p.sy_units_per_byte, "top": p.sy_top, "leaf": p.sy_leaf}
-    if level in p.sy_synopses:
-        spec = p.sy_synopses[level]
+    """SY-RMI's synopsis: the level's from `sy_synopses`, else None (then fit_sy_rmi mines
+    it from the one table, see rmi_search.py)."""
+    if level in params.sy_synopses:
+        spec = params.sy_synopses[level]
         return {"units_per_byte": spec.units_per_byte, "top": spec.top, "leaf": spec.leaf}
-    return {"units_per_byte": p.sy_units_per_byte, "top": p.sy_top, "leaf": p.sy_leaf}
+    return {"units_per_byte": None, "top": None, "leaf": None}
 
 
 def model_kwargs(params: LearnedIndexParams, key_bytes: int, level: str | None = None) -> dict:
@@ -174,10 +166,9 @@ def run(params: LearnedIndexParams, report: Reporter) -> dict[str, float]:
         model = build(params, table, level)
         metrics = evaluate(keys, queries, model, params.search, params.k, params.repeats, table.key_bytes, expected,
                            params.batch, params.ahead)
-        if params.time_baseline:
-            plain = fit_model("none", keys)
-            metrics["bbs_ns_per_lookup"] = time_lookups(keys, queries, plain, "bbs", 3, params.repeats, expected).ns_per_lookup
-            metrics["speedup_vs_bbs"] = metrics["bbs_ns_per_lookup"] / metrics["ns_per_lookup"]
+        plain = fit_model("none", keys)
+        metrics["bbs_ns_per_lookup"] = time_lookups(keys, queries, plain, "bbs", 3, params.repeats, expected).ns_per_lookup
+        metrics["speedup_vs_bbs"] = metrics["bbs_ns_per_lookup"] / metrics["ns_per_lookup"]
         rows.append({"level": level, "dist": dist, "table": table.name, "model": model.label, "search": params.search,
                      "batch": params.batch, "ahead": params.ahead, **metrics})
         report({f"{name}/{level}/{dist}": metrics[name] for name in PER_TABLE if name in metrics}
@@ -191,9 +182,8 @@ def run(params: LearnedIndexParams, report: Reporter) -> dict[str, float]:
     for name in ("bytes", "space_fraction", "reduction_factor", "reduction_factor_train", "build_ns_per_key",
                  "avg_log2_error", "mean_window", "fallbacks"):
         final[name] = float(np.mean([r[name] for r in rows]))
-    if params.time_baseline:
-        final["bbs_ns_per_lookup"] = _geomean([r["bbs_ns_per_lookup"] for r in rows])
-        final["speedup_vs_bbs"] = _geomean([r["speedup_vs_bbs"] for r in rows])
+    final["bbs_ns_per_lookup"] = _geomean([r["bbs_ns_per_lookup"] for r in rows])
+    final["speedup_vs_bbs"] = _geomean([r["speedup_vs_bbs"] for r in rows])
     for r in rows:
         final.update({f"{name}/{r['level']}/{r['dist']}": float(r[name]) for name in PER_TABLE if name in r})
     report(final)
@@ -229,17 +219,22 @@ def baselines(params: LearnedIndexParams) -> list[dict]:
     the reference points beside the front (no model, no extra space)."""
     rows = []
     routines = [("bbs", 3, 0), ("bfs", 3, 0), ("kbfs", 6, 0), ("bfe", 3, 0), ("bfs", 3, 64)]
-    per_method: dict[str, list[float]] = {}
+    per_method: dict[str, list[tuple[float, float, float]]] = {}  # (ns, bytes, space fraction) per table
     for _, _, table, queries in tables_for(params):
         expected = expected_checksum(table.keys, queries)
         plain = fit_model("none", table.keys)
+        extra = {routine: search_bytes(routine, table.keys.size, table.key_bytes) for routine, _, _ in routines}
         for routine, k, batch in routines:
             timing = time_lookups(table.keys, queries, plain, routine, k, params.repeats, expected, batch)
             name = (routine if routine != "kbfs" else f"kbfs_k{k}") + (f" batched G={batch}" if batch else "")
-            per_method.setdefault(name, []).append(timing.ns_per_lookup)
-        per_method.setdefault("numpy.searchsorted", []).append(time_searchsorted(table.keys, queries, params.repeats))
+            per_method.setdefault(name, []).append(
+                (timing.ns_per_lookup, extra[routine], extra[routine] / table.table_bytes))
+        per_method.setdefault("numpy.searchsorted", []).append(
+            (time_searchsorted(table.keys, queries, params.repeats), 0.0, 0.0))
     for method, values in per_method.items():
-        rows.append({"method": method, "ns_per_lookup": _geomean(values), "space_fraction": 0.0, "bytes": 0.0})
+        ns, size, fraction = zip(*values)
+        rows.append({"method": method, "ns_per_lookup": _geomean(list(ns)), "space_fraction": float(np.mean(fraction)),
+                     "bytes": float(np.mean(size))})
     return rows
 
 

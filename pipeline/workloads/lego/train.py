@@ -38,7 +38,6 @@ class TrainConfig:
     final_lr_ratio: float = 0.1  # lr decays exponentially to this fraction at the end
     self_guided: bool = True  # False: ablation, conventional learnable-weight loss
     aux_weight: float = 0.1  # weight of the reconstruction loss (authors: 0.1)
-    grad_through_write: bool = False  # authors: the write is outside the graph
     clip_norm: float = 10.0  # gradient clipping (authors: 10)
     guide_epsilon: float = 0.01  # floor of the guide, relative to each metric's scale (see SelfGuidedLoss)
     report_every: int = 25  # steps between reports
@@ -97,13 +96,13 @@ class SelfGuidedLoss(nn.Module):
         return main + self.aux_weight * _uncertainty_weighted(self.aux_weights, aux)
 
 
-def _step_batch(model: LegoSketch, batch, device: str, grad_through_write: bool):
+def _step_batch(model: LegoSketch, batch, device: str):
     items = torch.from_numpy(batch.items).to(device)
     counts = torch.from_numpy(batch.counts).to(device)
     tasks = torch.from_numpy(batch.tasks).to(device)
     query = torch.from_numpy(batch.query).to(device)
     state = model.new_memory(len(batch.skew), device=device)
-    state = model.store(state, items, counts, bricks=tasks, grad=grad_through_write)
+    state = model.store(state, items, counts, bricks=tasks)  # the write is outside the graph, as the authors
     out = model.decode(state, items[query], tasks[query])
     return out, counts[query], tasks[query]
 
@@ -124,12 +123,12 @@ class _TrainStep(nn.Module):
     """One step's loss as a module's forward, so DDP (which syncs gradients of what runs
     through `forward`) covers Store, Decode and the loss's learnable weights together."""
 
-    def __init__(self, model: LegoSketch, loss_fn: SelfGuidedLoss, grad_through_write: bool) -> None:
+    def __init__(self, model: LegoSketch, loss_fn: SelfGuidedLoss) -> None:
         super().__init__()
-        self.model, self.loss_fn, self.grad_through_write = model, loss_fn, grad_through_write
+        self.model, self.loss_fn = model, loss_fn
 
     def forward(self, batch: MetaTaskBatch, device: str) -> torch.Tensor:
-        out, truth, tasks = _step_batch(self.model, batch, device, self.grad_through_write)
+        out, truth, tasks = _step_batch(self.model, batch, device)
         kwargs = {}
         if self.model.scanner is not None:
             kwargs = dict(skew_pred=out["skew"], skew_true=torch.from_numpy(batch.skew).to(device),
@@ -150,7 +149,7 @@ def train_brick(model: LegoSketch, config: TrainConfig, device: str = "cpu",
     torch.manual_seed(config.seed)
     loss_fn = loss_fn or SelfGuidedLoss(config.self_guided, config.aux_weight, config.guide_epsilon)
     loss_fn.to(device)
-    step_module = report.prepare_model(_TrainStep(model, loss_fn, config.grad_through_write))
+    step_module = report.prepare_model(_TrainStep(model, loss_fn))
     # the learnable vector gets its own lr (embedding_lr_ratio); the MS baseline's MLP
     # embedding is a network like the decoder and trains at the main lr
     embed_params = [p for n, p in model.named_parameters() if n == "basis" and p.requires_grad]
@@ -199,7 +198,7 @@ def train_brick(model: LegoSketch, config: TrainConfig, device: str = "cpu",
             if on_report is not None:
                 with torch.no_grad():
                     model.eval()
-                    val_out, val_truth, _ = _step_batch(model, val_batch, device, False)
+                    val_out, val_truth, _ = _step_batch(model, val_batch, device)
                     model.train()
                 metrics = {"loss": mean_loss,
                            "val_are_neural": float(((val_out["neural"] - val_truth).abs() / val_truth).mean()),

@@ -39,7 +39,6 @@ class LegoParams(Params):
     depth: int = Field(5, ge=1, le=32, description="hash rows per brick = embedding size")
     slots: int = Field(5120, ge=10, description="slots per row; a brick is depth x slots x 4 bytes")
     basis_size: int = Field(80, ge=1, description="length of the learnable vector of the hash embedding")
-    embedding: str = Field("hash", description="'hash' (Lego) or 'mlp' (meta-sketch-like MLP embedding)")
     basis_init: str = Field("power", description="learnable vector init: 'power[k]' (u^k, k=6 by default; ours), "
                             "'log_uniform' (ours) or 'authors' (flat + noise)")
     value_floor: float = Field(0.001, gt=0, lt=1, description="learnable values are clamped to [value_floor, 1] "
@@ -64,7 +63,6 @@ class LegoParams(Params):
                                       "0.01, as in a short run the decoder's gradient lifts the vector's small "
                                       "values and worsens the rule-based read used at large budgets")
     final_lr_ratio: float = Field(0.1, gt=0, le=1, description="lr decays exponentially to this fraction")
-    grad_through_write: bool = Field(False, description="backpropagate through Store (authors: no)")
     report_every: int = Field(100, ge=1, description="training steps between reports")
     # evaluation (§5.2-5.3): budgets are brick counts, the brick is never retrained
     brick_count: int = Field(12, ge=1, description="bricks of the budget whose ARE/bytes are the objectives")
@@ -80,14 +78,6 @@ class LegoParams(Params):
         "scan", description="ensemble gate's item count: 'scan' (the scanner's, authors) or "
         "'linear_counting' (ours: from the brick's empty slots)")
     heavy_fraction: float = Field(0.25, gt=0, lt=1, description="D-CMS/D-Lego: budget share of the heavy part")
-    ms_steps: int = Field(0, ge=0, description="training steps of the meta-sketch-like baseline (0 = steps)")
-
-    @field_validator("embedding")
-    @classmethod
-    def _embedding(cls, value: str) -> str:
-        if value not in ("hash", "mlp"):
-            raise ValueError(f"embedding must be 'hash' or 'mlp', got {value!r}")
-        return value
 
     @field_validator("basis_init")
     @classmethod
@@ -126,19 +116,20 @@ class LegoParams(Params):
                 raise ValueError(f"{low} ({getattr(self, low)}) must not exceed {high} ({getattr(self, high)})")
         return self
 
-    def geometry(self, embedding: str | None = None) -> BrickGeometry:
-        return BrickGeometry(self.depth, self.slots, self.basis_size, self.seed, embedding or self.embedding)
+    def geometry(self, embedding: str = "hash") -> BrickGeometry:
+        """The brick: the Lego hash embedding, or "mlp" for the meta-sketch-like baseline."""
+        return BrickGeometry(self.depth, self.slots, self.basis_size, self.seed, embedding)
 
-    def train_config(self, steps: int | None = None) -> TrainConfig:
-        return TrainConfig(steps=steps or self.steps, tasks_per_step=self.tasks_per_step,
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(steps=self.steps, tasks_per_step=self.tasks_per_step,
                            distinct_range=(self.distinct_min, self.distinct_max),
                            skew_range=(self.skew_min, self.skew_max), scale_range=(self.scale_min, self.scale_max),
                            query_per_task=self.query_per_task, lr=self.lr, embedding_lr_ratio=self.embedding_lr_ratio,
                            final_lr_ratio=self.final_lr_ratio, self_guided=self.self_guided,
-                           grad_through_write=self.grad_through_write, report_every=self.report_every, seed=self.seed)
+                           report_every=self.report_every, seed=self.seed)
 
 
-def _build(params: LegoParams, embedding: str | None = None) -> LegoSketch:
+def _build(params: LegoParams, embedding: str = "hash") -> LegoSketch:
     ablations = Ablations(params.learnable_vector, params.normalize, params.scanning)
     return LegoSketch(params.geometry(embedding), ablations, value_range=(params.value_floor, 1.0),
                       basis_init=params.basis_init)
@@ -171,7 +162,7 @@ def run(params: LegoParams, report: Reporter) -> dict[str, float]:
     ms_model = None
     if "ms" in params.methods:  # the meta-sketch-like MANN: same training, MLP embedding
         ms_model = _build(params, embedding="mlp").to(device)
-        train_brick(ms_model, params.train_config(params.ms_steps or None), device=device)
+        train_brick(ms_model, params.train_config(), device=device)
     brick_counts = sorted(set(params.eval_brick_counts) | {params.brick_count})
     rows = evaluate(core, params.eval_skews, brick_counts, params.eval_distinct, params.methods, seed=params.seed,
                     device=device, item_threshold=params.item_threshold, skew_threshold=params.skew_threshold,
