@@ -151,3 +151,31 @@ def kill_ray_under(temp_dir: str | Path, pid: int = -1) -> None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(int(proc.name), signal.SIGKILL)
 
+
+
+def ray_start_command(temp_dir: str | Path, *, num_cpus: int, resources: dict[str, float] | None = None,
+                      head_address: str | None = None, gcs_port: int = 0, dashboard_port: int = 0,
+                      object_store_bytes: int = 200_000_000) -> list[str]:
+    """`ray start` for one node of a loopback cluster on this machine: the head (no
+    `head_address`; GCS on `gcs_port`, dashboard and job API on 127.0.0.1:`dashboard_port`)
+    or a node joining `head_address` ("127.0.0.1:PORT"). Every node gets its own
+    `temp_dir` (nodes sharing one delete each other's copy of a job's working directory)
+    and free ports for its agents: the defaults (52365, ...) are taken by the first node
+    or by another Ray here, and a node whose job agent cannot bind never runs a job.
+    Authentication is whatever RAY_AUTH_MODE / RAY_AUTH_TOKEN in the caller's env say."""
+    import json
+    import sys
+
+    from pipeline.cluster.mlflow_server import free_port
+
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    if head_address is None:
+        role = ["--head", f"--port={gcs_port or free_port()}", "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dashboard_port or free_port()}", f"--ray-client-server-port={free_port()}"]
+    else:
+        role = [f"--address={head_address}"]
+    return [ray_bin, "start", *role, "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}",
+            f"--resources={json.dumps(resources or {})}", f"--object-store-memory={object_store_bytes}",
+            f"--temp-dir={temp_dir}", "--disable-usage-stats",
+            f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"]
