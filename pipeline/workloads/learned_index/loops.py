@@ -20,7 +20,7 @@ import functools
 import numpy as np
 from numba import njit
 
-from pipeline.workloads.intrinsics import LINE, _prefetch_intrinsic, count_below, prefetch  # noqa: F401
+from pipeline.workloads.intrinsics import LINE, count_below, prefetch, prefetch_l2  # noqa: F401
 from pipeline.workloads.learned_index.search import bfe, bfs
 
 
@@ -53,14 +53,6 @@ def _lookup_sum(window, state, keys, queries, search, k):
         fallbacks += moved
         total += position
     return total, windows, fallbacks
-
-
-prefetch_l2 = _prefetch_intrinsic(2, """`prefetch_l2(array, i)`: `prefetch` with a lower locality (prefetcht1: into L2, not
-    L1). The pipelined lookups keep ~20 lines in flight, about what L1's miss buffers hold;
-    filling L2 instead leaves them to the loads, and the count of an L2-resident line is a
-    ~14-cycle load the core overlaps (fused loop, 10M lognormal keys, the two alternated 9
-    times: 12.7 against 14.0 ns, log_radix/cubic 1024 leaves; 14.2 against 15.5, 2^16
-    log_radix/linear leaves).""")
 
 
 @njit

@@ -34,6 +34,17 @@ def _symbols_per_word_log2(bits):
 
 
 @numba.njit(cache=True, _nrt=False, inline="always")
+def _meta_offsets(levels):
+    """Where meta's per-level arrays start (layout.py): rank offsets, widths, strides,
+    header words, symbols per block (then their reciprocals)."""
+    rank_off_at = META_DIGIT_OFF + levels + 1
+    width_at = rank_off_at + levels + 1
+    stride_at = width_at + levels
+    header_at = stride_at + levels
+    return rank_off_at, width_at, stride_at, header_at, header_at + levels
+
+
+@numba.njit(cache=True, _nrt=False, inline="always")
 def _digit(digit_words, word_base, p, bits):
     """The digit at p of a level whose digits start at word `word_base` (block-relative
     for the interleaved layout: the caller passes the block's first digit word)."""
@@ -87,11 +98,7 @@ def _step(p, level, buf, meta, kind, bits):
     if level == meta[META_DEPTH]:
         return _low_value(p, buf, meta)
     levels = meta[META_LEVELS]
-    rank_off_at = META_DIGIT_OFF + levels + 1
-    width_at = rank_off_at + levels + 1
-    stride_at = width_at + levels
-    header_at = stride_at + levels
-    per_block_at = header_at + levels
+    rank_off_at, width_at, stride_at, header_at, per_block_at = _meta_offsets(levels)
     node_shift = bits * (levels - level)  # log2 of this level's node size
     node_start = (p >> node_shift) << node_shift
     child_shift = node_shift - bits
@@ -151,11 +158,7 @@ def _prefetch_step(p, level, buf, meta, kind, bits):
         prefetch(buf, meta[META_LOW_BASE] + ((bit + width - 1) >> 6))
         return
     levels = meta[META_LEVELS]
-    rank_off_at = META_DIGIT_OFF + levels + 1
-    width_at = rank_off_at + levels + 1
-    stride_at = width_at + levels
-    header_at = stride_at + levels
-    per_block_at = header_at + levels
+    rank_off_at, width_at, stride_at, header_at, per_block_at = _meta_offsets(levels)
     per_word_log2 = _symbols_per_word_log2(bits)
     if kind == 3:
         per = meta[per_block_at + level]
