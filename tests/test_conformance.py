@@ -66,3 +66,17 @@ def test_workload_modules_import_neither_ray_nor_mlflow():
     for path in (ROOT / "pipeline" / "workloads").rglob("*.py"):
         text = path.read_text()
         assert not re.search(r"^\s*(import|from)\s+(ray|mlflow)\b", text, re.M), path
+
+
+def test_write_rows_takes_every_column_in_first_seen_order(tmp_path):
+    """The workloads' one CSV writer: a key missing from a row leaves its cell empty, a
+    key first seen in a later row is a column too (neither is dropped nor an error)."""
+    import pandas as pd
+
+    from pipeline.workloads.base import write_rows
+
+    path = write_rows(tmp_path / "t.csv", [{"a": 1, "b": 0.5}, {"b": 2.0, "c": "x"}])
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == ["a", "b", "c"]
+    assert frame["b"].tolist() == [0.5, 2.0]
+    assert pd.isna(frame.loc[1, "a"]) and pd.isna(frame.loc[0, "c"]) and frame.loc[1, "c"] == "x"

@@ -26,11 +26,12 @@ rank 0 writes files into `artifact_dir`.
 
 from __future__ import annotations
 
+import csv
 import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -215,3 +216,16 @@ def finite_metrics(metrics: dict[str, Any]) -> dict[str, float]:
             raise ValueError(f"metric {key!r} is not finite: {value}")
         out[key] = value
     return out
+
+
+def write_rows(path: Path | str, rows: Iterable[dict[str, Any]]) -> Path:
+    """Write `rows` (one dict each) as a CSV file with a header: the workloads' one CSV
+    writer for their artifacts. The columns are every key in the order first seen; a row
+    without a key leaves that cell empty."""
+    rows = list(rows)
+    path = Path(path)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

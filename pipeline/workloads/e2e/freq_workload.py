@@ -21,7 +21,6 @@ Run: `python -m pipeline.run tasks/freq_zipf.yaml` (quick profile), or directly:
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from pipeline.workloads.base import LocalReporter, Params, Reporter, Workload  # noqa: F401
+from pipeline.workloads.base import LocalReporter, Params, Reporter, Workload, write_rows  # noqa: F401
 from pipeline.workloads.e2e.freq_data import (Streams, file_stream_ids, load_stream_file, render_numbers,
                                                streams_from_items)
 from pipeline.workloads.e2e.freq_model import FreqModelConfig, build_model
@@ -113,13 +112,6 @@ def _eval_streams(p: FreqParams, setting: FreqSetting) -> tuple[Streams, Streams
     """(validation, test) streams: their own seeds, disjoint from the training stream."""
     rng = np.random.default_rng([p.seed, 1])
     return setting.sample(rng, p.val_streams), setting.sample(rng, p.eval_streams)
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _readout_mae(test: Streams, width: int, depth: int, fit) -> float:
@@ -243,11 +235,11 @@ def run(params: FreqParams, report: Reporter) -> dict[str, float]:
     out = Path(report.artifact_dir)
     out.mkdir(parents=True, exist_ok=True)
     if curve:
-        _write_csv(out / "train_curve.csv", curve)
-    _write_csv(out / "delta_sweep.csv", [{"delta": float(d), "countmin_mae": float(a),
+        write_rows(out / "train_curve.csv", curve)
+    write_rows(out / "delta_sweep.csv", [{"delta": float(d), "countmin_mae": float(a),
                                           "countmin_1hash_mae": float(b)}
                                          for d, a, b in zip(deltas, *sweep.values())])
-    _write_csv(out / "delta_readout.csv", [{"count": int(c), "mean_estimate": float(e)}
+    write_rows(out / "delta_readout.csv", [{"count": int(c), "mean_estimate": float(e)}
                                            for c, e in zip(fit.counts, fit.estimates)])
     (out / "delta_readout.json").write_text(json.dumps(
         {"learned_delta": fit.delta, "intercept": fit.intercept, "delta_written": fit.delta_written,
@@ -255,12 +247,12 @@ def run(params: FreqParams, report: Reporter) -> dict[str, float]:
          "countmin_learned_delta_mae": metrics["countmin_learned_delta_mae"],
          "countmin_learned_readout_mae": metrics["countmin_learned_readout_mae"]}, indent=2))
     front = _front_rows(p, test, learned_mae, delta, fit)
-    _write_csv(out / "front.csv", front)
+    write_rows(out / "front.csv", front)
     _plot_front(out / "front.png", front, f"{p.setting}: learned (k={p.k}, M={p.M}) vs classic sketches")
 
     if setting.images:
         table = decision_boundary(model, p.universe, setting.pools[1], seed=p.seed, device=device)
-        _write_csv(out / "decision_boundary.csv",
+        write_rows(out / "decision_boundary.csv",
                    [{key: (bool(v[i]) if key == "own_counter" else float(v[i])) for key, v in table.items()}
                     for i in range(p.universe)])
         _plot_boundary(out / "decision_boundary.png", table)

@@ -13,7 +13,6 @@ Artifacts: `accuracy_per_lookup.png` (model against every baseline), `accuracy_p
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from pipeline.workloads.base import Params, Reporter, Workload, finite_metrics
+from pipeline.workloads.base import Params, Reporter, Workload, finite_metrics, write_rows
 from pipeline.workloads.e2e import nn_data
 
 CURVE_METRICS = 16  # accuracy_lookup_i is returned for i <= min(M, 16)
@@ -216,19 +215,14 @@ def _reverse_engineer(params: NNParams, evaluation: dict[str, Any], instances,
 
 
 def _write_tables(out_dir: Path, curve, baselines, evaluation, params: NNParams) -> None:
-    with open(out_dir / "accuracy_per_lookup.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["method", "lookup", "accuracy", "extra_space"])
-        for i, value in enumerate(curve, start=1):
-            writer.writerow(["e2e", i, f"{value:.6f}", params.extra_space])
-        for name, row in baselines.items():
-            for i, value in enumerate(row["curve"], start=1):
-                writer.writerow([name, i, f"{value:.6f}", row["extra_space"]])
+    curves = [("e2e", curve, params.extra_space)] + [(name, row["curve"], row["extra_space"])
+                                                      for name, row in baselines.items()]
+    write_rows(out_dir / "accuracy_per_lookup.csv",
+               [{"method": name, "lookup": i, "accuracy": f"{value:.6f}", "extra_space": extra}
+                for name, values, extra in curves for i, value in enumerate(values, start=1)])
     counts = np.bincount(evaluation["first_positions"], minlength=params.n + params.extra_space)
-    with open(out_dir / "first_lookup_positions.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["position", "count"])
-        writer.writerows(enumerate(counts.tolist()))
+    write_rows(out_dir / "first_lookup_positions.csv",
+               [{"position": i, "count": c} for i, c in enumerate(counts.tolist())])
 
 
 def _plot(out_dir: Path, curve, baselines, evaluation, instances, params: NNParams) -> None:

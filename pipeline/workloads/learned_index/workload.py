@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipeline.workloads.base import LocalReporter, Params, Reporter, Workload
+from pipeline.workloads.base import LocalReporter, Params, Reporter, Workload, write_rows
 from pipeline.workloads.learned_index import data
 from pipeline.workloads.learned_index.measure import evaluate, expected_checksum, time_lookups, time_searchsorted
 from pipeline.workloads.learned_index.models import KINDS, Model, fit_model
@@ -173,7 +173,7 @@ def run(params: LearnedIndexParams, report: Reporter) -> dict[str, float]:
                      "batch": params.batch, "ahead": params.ahead, **metrics})
         report({f"{name}/{level}/{dist}": metrics[name] for name in PER_TABLE if name in metrics}
                | {"ns_per_lookup": metrics["ns_per_lookup"]}, step=step)
-    _write_rows(rows, report)
+    write_rows(report.artifact_dir / "tables.csv", rows)
     final = {
         "ns_per_lookup": _geomean([r["ns_per_lookup"] for r in rows]),
         "tables": float(len(rows)),
@@ -188,16 +188,6 @@ def run(params: LearnedIndexParams, report: Reporter) -> dict[str, float]:
         final.update({f"{name}/{r['level']}/{r['dist']}": float(r[name]) for name in PER_TABLE if name in r})
     report(final)
     return final
-
-
-def _write_rows(rows: list[dict], report: Reporter) -> None:
-    import csv
-
-    path = report.artifact_dir / "tables.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def validate(params: LearnedIndexParams) -> None:

@@ -109,11 +109,6 @@ def evaluate(model: LegoSketch, skews: Sequence[float], brick_counts: Sequence[i
     return rows
 
 
-def write_table(rows: list[dict], path: Path) -> Path:
-    import pandas as pd
-
-    pd.DataFrame(rows).to_csv(path, index=False)
-    return path
 
 
 def plot_are_vs_bytes(rows: list[dict], directory: Path, stem: str = "are_vs_bytes") -> list[Path]:

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from pipeline.workloads.base import Params, Reporter, Workload
-from pipeline.workloads.lego.evaluate import METHODS, evaluate, plot_are_vs_bytes, write_table
+from pipeline.workloads.base import Params, Reporter, Workload, write_rows
+from pipeline.workloads.lego.evaluate import METHODS, evaluate, plot_are_vs_bytes
 from pipeline.workloads.lego.model import (Ablations, BrickGeometry, ItemEstimate, LegoSketch, gate_item_estimate,
                                            load_brick, save_brick)
 from pipeline.workloads.lego.train import SelfGuidedLoss, TrainConfig, train_brick
@@ -168,7 +168,7 @@ def run(params: LegoParams, report: Reporter) -> dict[str, float]:
                     device=device, item_threshold=params.item_threshold, skew_threshold=params.skew_threshold,
                     item_estimate=params.item_estimate,
                     heavy_fraction=params.heavy_fraction, ms_model=ms_model)
-    write_table(rows, artifacts / "lego_eval.csv")
+    write_rows(artifacts / "lego_eval.csv", rows)
     plot_are_vs_bytes(rows, artifacts)
     lego = _summary(rows, params.brick_count, "lego")
     metrics = {"are": lego["are"], "aae": lego["aae"], "bytes": float(params.brick_count * core.geometry.brick_bytes),
@@ -324,7 +324,7 @@ def run_eval(params: LegoEvalParams, report: Reporter) -> dict[str, float]:
                     heavy_fraction=params.heavy_fraction, streams=streams)
     artifacts = Path(report.artifact_dir)
     artifacts.mkdir(parents=True, exist_ok=True)
-    write_table(rows, artifacts / "lego_eval.csv")
+    write_rows(artifacts / "lego_eval.csv", rows)
     plot_are_vs_bytes(rows, artifacts)
     metrics: dict[str, float] = {}
     for step, bricks in enumerate(brick_counts):
